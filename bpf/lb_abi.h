@@ -112,21 +112,23 @@ _Static_assert(sizeof(struct lb_counters) == 24, "lb_counters size");
 
 /* Verdict counters, per CPU: array key = enum lb_reason. */
 enum lb_reason {
-	LB_R_PASS_NOT_IP = 0,     /* not IPv4/IPv6 (ARP, LLDP ...) */
+	LB_R_PASS_NOT_IP = 0,     /* not IPv4 (ARP, LLDP, IPv6 for now ...) */
+	LB_R_PASS_MALFORMED,      /* too short to tell the destination: left to the kernel */
 	LB_R_PASS_NOT_VIP,        /* destination is not a VIP */
 	LB_R_PASS_NOT_SERVICE,    /* VIP address, but no service on this port/protocol */
-	LB_R_DROP_MALFORMED,      /* truncated or inconsistent header */
+	LB_R_DROP_MALFORMED,      /* to a VIP, truncated or inconsistent header */
 	LB_R_DROP_FRAGMENT,       /* IP fragment to a VIP */
-	LB_R_DROP_IP_OPTIONS,     /* IPv4 options to a VIP */
+	LB_R_DROP_IP_OPTIONS,     /* IPv4 options to a service */
 	LB_R_DROP_NO_BACKEND,     /* service has no usable backend */
 	LB_R_PASS_NO_BACKEND,     /* ... and asks for XDP_PASS in that case */
 	LB_R_TX_L2DSR,            /* forwarded, MAC rewrite */
 	LB_R_TX_IPIP,             /* forwarded, encapsulated, out the same interface */
 	LB_R_REDIRECT_IPIP,       /* forwarded, encapsulated, out another interface */
-	LB_R_PASS_IPIP_NO_NEIGH,  /* encapsulated, next hop unresolved: kernel forwards and resolves */
+	LB_R_PASS_IPIP_KERNEL,    /* encapsulated, handed to the kernel to forward (next hop unresolved, VLAN) */
 	LB_R_DROP_IPIP_NO_ROUTE,  /* encapsulated, no route to the backend */
-	LB_R_DROP_ENCAP,          /* could not grow the packet for the outer header */
-	LB_R_ICMP_TOO_BIG,        /* ICMP fragmentation-needed about a VIP flow, sent to its backend */
+	LB_R_DROP_IPIP_MTU,       /* encapsulated packet exceeds the egress MTU */
+	LB_R_DROP_ENCAP,          /* could not grow the packet, or no IPIP source address set */
+	LB_R_ICMP_TOO_BIG,        /* ICMP fragmentation-needed about a VIP flow (also counted as forwarded) */
 	LB_R_PASS_NOT_MODE,       /* service mode this program does not handle */
 	LB_R_MAX,
 };

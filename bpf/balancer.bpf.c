@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * balancer.bpf.c - the XDP load balancer.
+ *
+ * Packet's way: parse -> is the destination a VIP (bit filter, then service lookup)? -> flow table
+ * or Maglev ring picks the backend -> forward by the service's mode (l2dsr, ipip). Anything not
+ * for a service passes untouched; anything for a service that we cannot handle safely gets a
+ * counted verdict (enum lb_reason). One exit: every path counts its reason in balance_xdp().
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_abi.h"
+#include "lib/parse.h"
+#include "lib/maps.h"
+#include "lib/flow.h"
+#include "lib/forward.h"
+
+/* Multiplicative fold of the destination address into the VIP filter's bit index. */
+static __always_inline int vip_filter_hit(__be32 daddr)
+{
+	__u32 bit = ((__u32)daddr * 0x9E3779B1U) >> (32 - LB_VIP_FILTER_SHIFT);
+	__u32 word = bit >> 6;
+	__u64 *w = bpf_map_lookup_elem(&vip_filter, &word);
+
+	return w && (*w & (1ULL << (bit & 63)));
+}
+
+static __always_inline void count(void *map, __u32 idx, __u64 bytes, int is_new)
+{
+	struct lb_counters *c = bpf_map_lookup_elem(map, &idx);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+		c->new_flows += is_new;
+	}
+}
+
+static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct hdr_cursor cur = { .pos = data };
+	struct lb_service_key key = {};
+	struct lb_flow flow = {};
+	struct ipip_inner inner = {};
+	struct lb_backend *be = NULL;
+	struct lb_service *svc;
+	struct lb_ctl *cfg;
+	struct ethhdr *eth;
+	struct iphdr *iph;
+	__u32 zero = 0, be_id, ihl_len;
+	__u16 tot_len;
+	void *l4;
+	int proto, vlan, is_new;
+
+	proto = parse_ethhdr(&cur, end, &eth, &vlan);
+	if (proto != ETH_P_IP) {
+		*reason = LB_R_PASS_NOT_IP;
+		return XDP_PASS;
+	}
+	if (parse_iphdr(&cur, end, &iph) < 0) {
+		*reason = LB_R_PASS_MALFORMED;
+		return XDP_PASS;
+	}
+	if (!vip_filter_hit(iph->daddr)) {
+		*reason = LB_R_PASS_NOT_VIP;
+		return XDP_PASS;
+	}
+
+	/* From here on the packet is addressed to a VIP: every oddity gets a counted verdict. */
+	*reason = LB_R_DROP_MALFORMED;
+	ihl_len = iph->ihl * 4;
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (iph->version != 4 || ihl_len < sizeof(*iph) || tot_len < ihl_len ||
+	    (void *)iph + tot_len > end)
+		return XDP_DROP;
+	if (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+		*reason = LB_R_DROP_FRAGMENT;
+		return XDP_DROP;
+	}
+	l4 = (void *)iph + ihl_len;
+
+	key.family = LB_FAMILY_V4;
+	key.addr[0] = iph->daddr;
+	key.proto = iph->protocol;
+	flow.client = iph->saddr;
+	flow.vip = iph->daddr;
+	flow.proto = iph->protocol;
+	switch (iph->protocol) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > end || th->doff < 5)
+			return XDP_DROP;
+		key.port = th->dest;
+		flow.ports = ((__u32)th->source << 16) | th->dest;
+		break;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > end)
+			return XDP_DROP;
+		key.port = uh->dest;
+		flow.ports = ((__u32)uh->source << 16) | uh->dest;
+		break;
+	}
+	case IPPROTO_ICMP: {
+		/*
+		 * Fragmentation-needed about a reply the backend sent from the VIP: the quoted header
+		 * is VIP -> client, so the flow is the quote reversed, and its backend must see it.
+		 */
+		struct icmphdr *ic = l4;
+		struct iphdr *q = (void *)(ic + 1);
+		__be16 *qports = (void *)(q + 1);
+
+		if ((void *)(ic + 1) > end)
+			return XDP_DROP;
+		if (ic->type != ICMP_DEST_UNREACH || ic->code != ICMP_FRAG_NEEDED) {
+			*reason = LB_R_PASS_NOT_SERVICE;
+			return XDP_PASS;
+		}
+		if ((void *)(qports + 2) > end || q->ihl != 5 ||
+		    (q->protocol != IPPROTO_TCP && q->protocol != IPPROTO_UDP))
+			return XDP_DROP;
+		key.addr[0] = q->saddr;
+		key.port = qports[0];
+		key.proto = q->protocol;
+		flow.client = q->daddr;
+		flow.vip = q->saddr;
+		flow.proto = q->protocol;
+		flow.ports = ((__u32)qports[1] << 16) | qports[0];
+		count(&reasons, LB_R_ICMP_TOO_BIG, 0, 0);
+		break;
+	}
+	default:
+		*reason = LB_R_PASS_NOT_SERVICE;
+		return XDP_PASS;
+	}
+
+	svc = bpf_map_lookup_elem(&services, &key);
+	if (!svc) {
+		*reason = LB_R_PASS_NOT_SERVICE;
+		return XDP_PASS;
+	}
+	if (ihl_len != sizeof(*iph)) {
+		*reason = LB_R_DROP_IP_OPTIONS;
+		return XDP_DROP;
+	}
+	cfg = bpf_map_lookup_elem(&ctl, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
+
+	be_id = pick_backend(svc, &flow, cfg->clock, &be, &is_new);
+	if (be_id == LB_BACKEND_NONE || !be) {
+		if (svc->flags & LB_SVC_F_DOWN_PASS) {
+			*reason = LB_R_PASS_NO_BACKEND;
+			return XDP_PASS;
+		}
+		*reason = LB_R_DROP_NO_BACKEND;
+		return XDP_DROP;
+	}
+	count(&service_stats, svc->id, end - data, is_new);
+	count(&backend_stats, be_id, end - data, is_new);
+
+	switch (svc->mode) {
+	case LB_MODE_L2DSR:
+		return fwd_l2dsr(eth, be, reason);
+	case LB_MODE_IPIP:
+		inner.tot_len = iph->tot_len;
+		inner.df = iph->frag_off & bpf_htons(IP_DF);
+		inner.tos = iph->tos;
+		inner.vlan = vlan;
+		return fwd_ipip(ctx, be, cfg->src4, &inner, reason);
+	default:
+		*reason = LB_R_PASS_NOT_MODE;
+		return XDP_PASS;
+	}
+}
+
+SEC("xdp")
+int xdp_balancer(struct xdp_md *ctx)
+{
+	__u32 reason = LB_R_PASS_NOT_IP;
+	int action = balance(ctx, &reason);
+	__u64 *n = bpf_map_lookup_elem(&reasons, &reason);
+
+	if (n)
+		*n += 1;
+	return action;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * forward.h - send a packet to its backend by the service's mode. Each returns an XDP verdict
+ * and sets *reason.
+ */
+#ifndef LB_FORWARD_H
+#define LB_FORWARD_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lb_abi.h"
+#include "csum.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+
+/* Outer TTL: enough for a backend "several routers away", as for any locally sent packet. */
+#define LB_IPIP_TTL 64
+
+/* L2 DSR: the frame came to our MAC, so that becomes the source; the backend's is the target. */
+static __always_inline int fwd_l2dsr(struct ethhdr *eth, const struct lb_backend *be, __u32 *reason)
+{
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
+	*reason = LB_R_TX_L2DSR;
+	return XDP_TX;
+}
+
+/* What the outer header copies from the inner one, read before the packet moves. */
+struct ipip_inner {
+	__be16 tot_len;
+	__be16 df;
+	__u8 tos;
+	__u8 vlan;
+};
+
+/*
+ * IPIP DSR: push an outer IPv4 header (us -> backend) and send it toward the next hop the kernel
+ * would use. What XDP cannot send itself (unresolved neighbour, a VLAN device on the way out)
+ * goes to the kernel already encapsulated, which forwards it: the LB needs ip_forward=1 for that.
+ */
+static __always_inline int fwd_ipip(struct xdp_md *ctx, const struct lb_backend *be, __be32 src,
+				    const struct ipip_inner *in, __u32 *reason)
+{
+	struct bpf_fib_lookup fib = {};
+	struct ethhdr *eth, *old_eth;
+	struct iphdr *outer;
+	void *data, *end;
+	__u32 l2_len = in->vlan ? sizeof(struct ethhdr) + 4 : sizeof(struct ethhdr);
+	__be32 dst = be->addr[0];
+	int rc;
+
+	if (!src || bpf_xdp_adjust_head(ctx, -(int)sizeof(struct iphdr))) {
+		*reason = LB_R_DROP_ENCAP;
+		return XDP_DROP;
+	}
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	eth = data;
+	old_eth = data + sizeof(struct iphdr);
+	if ((void *)old_eth + sizeof(struct ethhdr) + 4 + sizeof(struct iphdr) > end) {
+		*reason = LB_R_DROP_ENCAP;
+		return XDP_DROP;
+	}
+	/* The L2 header moves to the new front; a VLAN tag comes along. */
+	__builtin_memcpy(eth, old_eth, sizeof(struct ethhdr));
+	if (in->vlan)
+		__builtin_memcpy((void *)(eth + 1), (void *)(old_eth + 1), 4);
+	outer = data + l2_len;
+	if ((void *)(outer + 1) > end) {
+		*reason = LB_R_DROP_ENCAP;
+		return XDP_DROP;
+	}
+	outer->version = 4;
+	outer->ihl = 5;
+	outer->tos = in->tos;
+	outer->tot_len = bpf_htons(bpf_ntohs(in->tot_len) + sizeof(struct iphdr));
+	outer->id = 0;
+	outer->frag_off = in->df;
+	outer->ttl = LB_IPIP_TTL;
+	outer->protocol = IPPROTO_IPIP;
+	outer->check = 0;
+	outer->saddr = src;
+	outer->daddr = dst;
+	outer->check = csum_ipv4_hdr(outer);
+
+	fib.family = AF_INET;
+	fib.tos = in->tos;
+	fib.l4_protocol = IPPROTO_IPIP;
+	fib.tot_len = bpf_ntohs(outer->tot_len);
+	fib.ipv4_src = src;
+	fib.ipv4_dst = dst;
+	fib.ifindex = ctx->ingress_ifindex;
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		if (in->vlan && fib.ifindex != ctx->ingress_ifindex)
+			break;
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+		if (fib.ifindex == ctx->ingress_ifindex) {
+			*reason = LB_R_TX_IPIP;
+			return XDP_TX;
+		}
+		*reason = LB_R_REDIRECT_IPIP;
+		return bpf_redirect(fib.ifindex, 0);
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		break;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		*reason = LB_R_DROP_IPIP_MTU;
+		return XDP_DROP;
+	default:
+		*reason = LB_R_DROP_IPIP_NO_ROUTE;
+		return XDP_DROP;
+	}
+	*reason = LB_R_PASS_IPIP_KERNEL;
+	return XDP_PASS;
+}
+
+#endif /* LB_FORWARD_H */

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * maps.h - the balancer's maps and load-time settings. Layouts are in lb_abi.h. The sizes here are
+ * defaults: the control plane sets max_entries and the const volatile settings before load.
+ */
+#ifndef LB_MAPS_H
+#define LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lb_abi.h"
+
+/* Enough for a typical LB node; a deployment with more sets it in the config. */
+#ifndef LB_MAX_SERVICES
+#define LB_MAX_SERVICES 256
+#endif
+/* Maglev's default table size: prime, and > 100x any realistic backend count per service. */
+#ifndef LB_RING_SIZE
+#define LB_RING_SIZE 65537
+#endif
+#define LB_RING_CHUNKS ((LB_RING_SIZE + LB_RING_CHUNK - 1) / LB_RING_CHUNK)
+/* 2^18 buckets x 4 ways: a million tracked flows in 8 MiB. */
+#ifndef LB_FLOW_BUCKETS
+#define LB_FLOW_BUCKETS (1U << 18)
+#endif
+/* 65536 bits: one in about 2^16 non-VIP addresses costs a service lookup to reject. */
+#define LB_VIP_FILTER_WORDS 1024
+#define LB_VIP_FILTER_SHIFT 16
+
+/* Set before load by the control plane; the verifier sees them as constants. */
+const volatile __u32 ring_size = LB_RING_SIZE;
+const volatile __u32 flow_mask = LB_FLOW_BUCKETS - 1;
+const volatile __u32 hash_seed = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, struct lb_service_key);
+	__type(value, struct lb_service);
+} services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_SERVICES * LB_RING_CHUNKS);
+	__type(key, __u32);
+	__type(value, struct lb_ring_chunk);
+} rings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_MAX_BACKEND_ID + 1);
+	__type(key, __u32);
+	__type(value, struct lb_backend);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_FLOW_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct lb_flow_bucket);
+} flows SEC(".maps");
+
+/* A bit per folded destination address: lets non-VIP traffic pass without a hash lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} vip_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_ctl);
+} ctl SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+} service_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_MAX_BACKEND_ID + 1);
+	__type(key, __u32);
+	__type(value, struct lb_counters);
+} backend_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LB_R_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} reasons SEC(".maps");
+
+#endif /* LB_MAPS_H */

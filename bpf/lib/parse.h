@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * parse.h - bounds-checked header parsing with a cursor.
+ *
+ * Every parse_*() checks the header fits before anything reads it, advances the cursor past it,
+ * and returns the next protocol (host order) or -1 when the packet is too short or the header
+ * contradicts itself. Callers decide what -1 means for their packet.
+ */
+#ifndef LB_PARSE_H
+#define LB_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+
+struct hdr_cursor {
+	void *pos;
+};
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 encap_proto;
+};
+
+/* linux/icmp.h drags in libc's socket headers, which do not build for the BPF target. */
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 rest;
+};
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+
+#define IP_MF 0x2000
+#define IP_DF 0x4000
+#define IP_OFFSET 0x1fff
+
+/* Ethernet plus at most one 802.1Q/802.1ad tag: returns the inner ethertype. */
+static __always_inline int parse_ethhdr(struct hdr_cursor *c, void *end, struct ethhdr **ethp,
+					 int *vlan)
+{
+	struct ethhdr *eth = c->pos;
+	__u16 proto;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	c->pos = eth + 1;
+	*ethp = eth;
+	*vlan = 0;
+	proto = bpf_ntohs(eth->h_proto);
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
+		struct vlan_hdr *vh = c->pos;
+
+		if ((void *)(vh + 1) > end)
+			return -1;
+		c->pos = vh + 1;
+		*vlan = 1;
+		proto = bpf_ntohs(vh->encap_proto);
+	}
+	return proto;
+}
+
+/* The fixed 20 bytes of IPv4 only: options and fragments are the caller's policy. */
+static __always_inline int parse_iphdr(struct hdr_cursor *c, void *end, struct iphdr **iphp)
+{
+	struct iphdr *iph = c->pos;
+
+	if ((void *)(iph + 1) > end)
+		return -1;
+	*iphp = iph;
+	return iph->protocol;
+}
+
+static __always_inline int parse_tcphdr(struct hdr_cursor *c, void *end, struct tcphdr **thp)
+{
+	struct tcphdr *th = c->pos;
+
+	if ((void *)(th + 1) > end)
+		return -1;
+	if (th->doff < 5)
+		return -1;
+	c->pos = th + 1;
+	*thp = th;
+	return 0;
+}
+
+static __always_inline int parse_udphdr(struct hdr_cursor *c, void *end, struct udphdr **uhp)
+{
+	struct udphdr *uh = c->pos;
+
+	if ((void *)(uh + 1) > end)
+		return -1;
+	c->pos = uh + 1;
+	*uhp = uh;
+	return 0;
+}
+
+#endif /* LB_PARSE_H */
