@@ -74,7 +74,7 @@ struct lb_backend {
 	__u8 flags;     /* LB_BE_F_* */
 	__be16 port;    /* network byte order; NAT target port, 0 = keep the VIP's */
 	__u16 pad;
-	__u32 pad2;
+	__u32 service_id; /* host order; the owning service, so a restarted daemon can adopt the map */
 };
 _Static_assert(sizeof(struct lb_backend) == 32, "lb_backend size");
 

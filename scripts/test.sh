@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every test suite (make test calls this after deps and build) and prints the closing line
+# CI reads: "N passed, N failed". Skipped tests are listed loudly: a skip is not a pass.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ $(id -u) -ne 0 ]]; then
+	echo "test: the suites load XDP programs and build network namespaces: run as root" >&2
+	exit 2
+fi
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# TAP to a file for counting; the base reporter to the terminal for people.
+reporter=terse
+[[ -t 1 ]] && reporter=base
+npx tap --reporter="$reporter" --output-file="$log" "$@"
+rc=$?
+
+# Count top-level test points of every file in the raw TAP (subtests are indented).
+pass=$(grep -cE '^    ok [0-9]+' "$log" || true)
+fail=$(grep -cE '^    not ok [0-9]+' "$log" || true)
+skip=$(grep -cE '^    ok [0-9]+ .*# SKIP' "$log" || true)
+if ((skip > 0)); then
+	echo
+	echo "!!!!!!!!!! SKIPPED: $skip test(s) did not run !!!!!!!!!!"
+	grep -E '^    ok [0-9]+ .*# SKIP' "$log" | sed 's/^ */  /'
+fi
+echo
+echo "$((pass - skip)) passed, $fail failed, $skip skipped"
+exit "$rc"
