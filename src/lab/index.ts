@@ -1,0 +1,5 @@
+/** The network-namespace lab: topology as data, up/down/status, command helpers, client traffic. */
+export * from './topology.js';
+export * from './exec.js';
+export * from './lab.js';
+export * from './client.js';

@@ -1,0 +1,214 @@
+/**
+ * The lab's topology as plain data: which hosts exist, on which segment, with which address and
+ * gateway, and which services (VIPs) the backends prepare for. `buildTopology()` is pure: it decides
+ * every name and address; `labUp()` (lab.ts) only realises a `Topology` with network namespaces.
+ * The same description can be pointed at VMs later (Vagrant): hosts become machines, segments
+ * become networks, the router becomes a machine with forwarding on.
+ *
+ *   client --(client seg 10.200.1.0/24)-- router --br0 (l2 seg 10.200.2.0/24)-- lb, l2be1..N
+ *                                                  --br1 (routed seg 10.200.3.0/24)-- rtbe1..M
+ *   router: route VIP range 10.200.100.0/24 via lb (10.200.2.10)
+ */
+import { LbError } from '../errors.js';
+
+export type SegmentName = 'client' | 'l2' | 'routed';
+export type HostRole = 'client' | 'lb' | 'backend';
+export type ServiceMode = 'l2dsr' | 'ipip' | 'nat';
+export type Proto = 'tcp' | 'udp';
+
+export interface TopoService {
+  vip: string;
+  port: number;
+  proto: Proto;
+  mode: ServiceMode;
+}
+
+/** An L3 segment behind the router. */
+export interface TopoSegment {
+  name: SegmentName;
+  /** network address and length, e.g. 10.200.2.0/24 */
+  subnet: string;
+  prefixLen: number;
+  /** the router's address on it, which is every member's default gateway */
+  gateway: string;
+  /** the router's interface on it: a bridge when the segment has several members, else the veth */
+  routerIf: string;
+  bridge: boolean;
+}
+
+/** A host with one interface (eth0) on one segment. */
+export interface TopoHost {
+  /** short name without the prefix: client, lb, l2be1, rtbe2 ... */
+  name: string;
+  role: HostRole;
+  /** namespace (or machine) name: prefix + name */
+  ns: string;
+  segment: SegmentName;
+  ifname: string;
+  addr: string;
+  /** the router-side veth peer (a bridge port, or the router's own interface for the client) */
+  routerPort: string;
+  /** VIPs this host holds on lo (backends only), with the server-prep mode */
+  vips: string[];
+  prepMode: 'l2dsr' | 'ipip' | null;
+}
+
+export interface Topology {
+  prefix: string;
+  router: {
+    name: string;
+    ns: string;
+    /** static routes in the router: the VIP range goes to the LB */
+    routes: { dst: string; via: string }[];
+  };
+  segments: TopoSegment[];
+  hosts: TopoHost[];
+  vipRange: string;
+  services: TopoService[];
+  /** ports the backend servers listen on */
+  serverPorts: { tcp: number[]; udpEcho: number[] };
+}
+
+export interface TopologyOptions {
+  /** namespace name prefix; lowercase letters/digits, ending in '-'. Default `xlb-`. */
+  prefix?: string;
+  /** number of backends on the LB's L2 segment. Default 3. */
+  l2Backends?: number;
+  /** number of backends on the routed segment (IPIP DSR). Default 3. */
+  routedBackends?: number;
+  /** services; VIPs must lie in 10.200.100.0/24. Default: DEFAULT_SERVICES. */
+  services?: TopoService[];
+  /** UDP echo ports every backend serves in addition to the ports of udp services. Default [9000]. */
+  udpEchoPorts?: number[];
+}
+
+export const DEFAULT_PREFIX = 'xlb-';
+export const VIP_RANGE = '10.200.100.0/24';
+export const DEFAULT_UDP_ECHO_PORT = 9000;
+export const MAX_BACKENDS_PER_SEGMENT = 32;
+
+export const DEFAULT_SERVICES: readonly TopoService[] = Object.freeze([
+  { vip: '10.200.100.1', port: 80, proto: 'tcp', mode: 'l2dsr' },
+  { vip: '10.200.100.2', port: 80, proto: 'tcp', mode: 'ipip' },
+  { vip: '10.200.100.3', port: 80, proto: 'tcp', mode: 'nat' },
+] satisfies TopoService[]);
+
+const SEGMENTS: readonly TopoSegment[] = [
+  { name: 'client', subnet: '10.200.1.0/24', prefixLen: 24, gateway: '10.200.1.1', routerIf: 'eth-client', bridge: false },
+  { name: 'l2', subnet: '10.200.2.0/24', prefixLen: 24, gateway: '10.200.2.1', routerIf: 'br0', bridge: true },
+  { name: 'routed', subnet: '10.200.3.0/24', prefixLen: 24, gateway: '10.200.3.1', routerIf: 'br1', bridge: true },
+];
+
+export const LB_ADDR = '10.200.2.10';
+
+/** A prefix is safe to match namespaces with: short, lowercase, ends with '-'. */
+export function validatePrefix(prefix: string): string {
+  if (!/^[a-z][a-z0-9]{0,9}-$/.test(prefix)) {
+    throw new LbError('ERR_LB_USAGE', `invalid lab prefix ${JSON.stringify(prefix)}`, {
+      hint: "use 1-10 lowercase letters or digits followed by '-', e.g. xlb-",
+    });
+  }
+  return prefix;
+}
+
+function ipv4ToInt(a: string): number | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(a);
+  if (!m) return null;
+  let n = 0;
+  for (let i = 1; i <= 4; i++) {
+    const o = Number(m[i]);
+    if (o > 255) return null;
+    n = n * 256 + o;
+  }
+  return n;
+}
+
+function inSubnet(addr: string, cidr: string): boolean {
+  const [net, len] = cidr.split('/');
+  const a = ipv4ToInt(addr);
+  const n = ipv4ToInt(net ?? '');
+  const l = Number(len);
+  if (a === null || n === null) return false;
+  const size = 2 ** (32 - l);
+  return Math.floor(a / size) === Math.floor(n / size);
+}
+
+function count(v: number | undefined, dflt: number, what: string): number {
+  const n = v ?? dflt;
+  if (!Number.isInteger(n) || n < 0 || n > MAX_BACKENDS_PER_SEGMENT) {
+    throw new LbError('ERR_LB_USAGE', `${what}: ${String(v)} is not an integer in 0..${MAX_BACKENDS_PER_SEGMENT}`);
+  }
+  return n;
+}
+
+function validPort(p: number): boolean {
+  return Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+/** Decide every name and address of a lab. Pure; throws ERR_LB_USAGE on bad options. */
+export function buildTopology(opts: TopologyOptions = {}): Topology {
+  const prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX);
+  const nL2 = count(opts.l2Backends, 3, 'l2Backends');
+  const nRouted = count(opts.routedBackends, 3, 'routedBackends');
+  const services = (opts.services ?? DEFAULT_SERVICES).map((s) => ({ ...s }));
+
+  const problems: string[] = [];
+  services.forEach((s, i) => {
+    if (ipv4ToInt(s.vip) === null || !inSubnet(s.vip, VIP_RANGE)) problems.push(`services[${i}].vip: ${s.vip} is not in ${VIP_RANGE}`);
+    if (!validPort(s.port)) problems.push(`services[${i}].port: ${s.port} is not a port`);
+    if (s.proto !== 'tcp' && s.proto !== 'udp') problems.push(`services[${i}].proto: ${String(s.proto)} is not tcp or udp`);
+    if (!['l2dsr', 'ipip', 'nat'].includes(s.mode)) problems.push(`services[${i}].mode: ${String(s.mode)} is not l2dsr, ipip or nat`);
+  });
+  const udpExtra = opts.udpEchoPorts ?? [DEFAULT_UDP_ECHO_PORT];
+  udpExtra.forEach((p, i) => {
+    if (!validPort(p)) problems.push(`udpEchoPorts[${i}]: ${p} is not a port`);
+  });
+  if (problems.length > 0) {
+    throw new LbError('ERR_LB_USAGE', `invalid lab services: ${problems.join('; ')}`, { detail: problems.join('\n') });
+  }
+
+  const vipsOf = (mode: ServiceMode): string[] => [...new Set(services.filter((s) => s.mode === mode).map((s) => s.vip))];
+  const l2Vips = vipsOf('l2dsr');
+  const routedVips = vipsOf('ipip');
+
+  const hosts: TopoHost[] = [
+    { name: 'client', role: 'client', ns: `${prefix}client`, segment: 'client', ifname: 'eth0', addr: '10.200.1.2', routerPort: 'eth-client', vips: [], prepMode: null },
+    { name: 'lb', role: 'lb', ns: `${prefix}lb`, segment: 'l2', ifname: 'eth0', addr: LB_ADDR, routerPort: 'v-lb', vips: [], prepMode: null },
+  ];
+  for (let i = 1; i <= nL2; i++) {
+    hosts.push({
+      name: `l2be${i}`, role: 'backend', ns: `${prefix}l2be${i}`, segment: 'l2', ifname: 'eth0',
+      addr: `10.200.2.${10 + i}`, routerPort: `v-l2be${i}`, vips: [...l2Vips], prepMode: 'l2dsr',
+    });
+  }
+  for (let i = 1; i <= nRouted; i++) {
+    hosts.push({
+      name: `rtbe${i}`, role: 'backend', ns: `${prefix}rtbe${i}`, segment: 'routed', ifname: 'eth0',
+      addr: `10.200.3.${10 + i}`, routerPort: `v-rtbe${i}`, vips: [...routedVips], prepMode: 'ipip',
+    });
+  }
+
+  const tcp = [...new Set([80, ...services.filter((s) => s.proto === 'tcp').map((s) => s.port)])].sort((a, b) => a - b);
+  const udpEcho = [...new Set([...udpExtra, ...services.filter((s) => s.proto === 'udp').map((s) => s.port)])].sort((a, b) => a - b);
+
+  return {
+    prefix,
+    router: { name: 'router', ns: `${prefix}router`, routes: [{ dst: VIP_RANGE, via: LB_ADDR }] },
+    segments: SEGMENTS.map((s) => ({ ...s })),
+    hosts,
+    vipRange: VIP_RANGE,
+    services,
+    serverPorts: { tcp, udpEcho },
+  };
+}
+
+/** Every namespace name a topology uses, router first. */
+export function namespacesOf(topo: Topology): string[] {
+  return [topo.router.ns, ...topo.hosts.map((h) => h.ns)];
+}
+
+export function segmentOf(topo: Topology, name: SegmentName): TopoSegment {
+  const s = topo.segments.find((x) => x.name === name);
+  if (!s) throw new LbError('ERR_LB_LAB', `topology has no segment ${name}`);
+  return s;
+}
