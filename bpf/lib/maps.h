@@ -42,6 +42,8 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_MAX_SERVICES * LB_RING_CHUNKS);
+	/* The control plane maps it and changes single slots: a ring update is a few stores. */
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct lb_ring_chunk);
 } rings SEC(".maps");

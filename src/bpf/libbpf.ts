@@ -69,6 +69,8 @@ export interface Libbpf {
 export interface Libc {
   if_nametoindex: Fn<[name: string], number>;
   setns: Fn<[fd: number, nstype: number], number>;
+  mmap: Fn<[addr: Ptr | null, len: number, prot: number, flags: number, fd: number, off: number], Ptr>;
+  munmap: Fn<[addr: Ptr, len: number], number>;
 }
 
 let libbpf: Libbpf | undefined;
@@ -155,6 +157,8 @@ export function c(): Libc {
   libc ??= declare<Libc>(libcLib(), {
     if_nametoindex: 'unsigned int if_nametoindex(const char *name)',
     setns: 'int setns(int fd, int nstype)',
+    mmap: 'void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off)',
+    munmap: 'int munmap(void *addr, size_t len)',
   });
   return libc;
 }

@@ -4,7 +4,7 @@
  */
 import { closeSync, readlinkSync } from 'node:fs';
 import { LbError } from '../errors.js';
-import { bpf, possibleCpus } from './libbpf.js';
+import { bpf, c, lastErrno, possibleCpus, viewNative, type Ptr } from './libbpf.js';
 import { errnoName, libbpfErr } from './errors.js';
 import { pinFd } from './pin.js';
 
@@ -102,6 +102,7 @@ export class BpfMap {
   // Maps opened from a pin or by id own their fd; maps of a BpfObject borrow it from libbpf.
   readonly #ownsFd: boolean;
   #id: number | undefined;
+  private mapped: { ptr: Ptr; len: number; buf: Buffer } | undefined;
 
   constructor(fd: number, info: Omit<MapInfo, 'id' | 'flags'> & { id?: number }, ownsFd: boolean) {
     this.#fd = fd;
@@ -169,7 +170,34 @@ export class BpfMap {
     return this.isPerCpu ? this.perCpuStride * possibleCpus() : this.valueSize;
   }
 
+  /**
+   * Maps a BPF_F_MMAPABLE array into this process: the returned Buffer is the map's memory, so a
+   * write is a store the data path sees at once, with no system call. Lets the control plane
+   * change single ring slots instead of whole values. Valid until unmap() or process exit.
+   */
+  mmap(): Buffer {
+    if (this.mapped) return this.mapped.buf;
+    const len = Math.ceil((this.maxEntries * Math.ceil(this.valueSize / 8) * 8) / 4096) * 4096;
+    const PROT_READ_WRITE = 0x3;
+    const MAP_SHARED = 0x1;
+    const ptr = c().mmap(null, len, PROT_READ_WRITE, MAP_SHARED, this.fd, 0);
+    if (ptr === null || BigInt(ptr as bigint) === BigInt('0xffffffffffffffff')) {
+      throw libbpfErr('ERR_LB_BPF_MAP', `mmap map ${this.name}`, -lastErrno(), {
+        hint: 'only arrays created with BPF_F_MMAPABLE can be mapped',
+      });
+    }
+    this.mapped = { ptr, len, buf: viewNative(ptr, len) };
+    return this.mapped.buf;
+  }
+
+  unmap(): void {
+    if (!this.mapped) return;
+    c().munmap(this.mapped.ptr, this.mapped.len);
+    this.mapped = undefined;
+  }
+
   close(): void {
+    this.unmap();
     if (this.#ownsFd && this.#fd >= 0) closeSync(this.#fd);
     this.#fd = -1;
   }

@@ -54,6 +54,8 @@ export interface DataplaneMaps {
   ctl: MapHandle;
   service_stats: PerCpuMapHandle;
   backend_stats: PerCpuMapHandle;
+  /** the rings map's memory (BPF_F_MMAPABLE): when given, only changed slots are written */
+  ringMemory?: Buffer;
 }
 
 export interface Geometry {
@@ -89,7 +91,7 @@ export interface DesiredService {
 
 export interface ApplyReport {
   /** map writes (updates and deletes) per map */
-  writes: { services: number; backends: number; ringChunks: number; vipFilter: number; stats: number };
+  writes: { services: number; backends: number; ringChunks: number; ringSlots: number; vipFilter: number; stats: number };
   services: { added: number; removed: number; changed: number };
   backends: { added: number; removed: number; changed: number };
 }
@@ -164,8 +166,38 @@ export class Dataplane {
     return { services: this.services.size, backends: this.backends.size };
   }
 
+  /** Writes the slots (or, without the ring's memory, the 32-slot chunks) that differ. */
+  private writeRing(id: number, next: Uint16Array, report: ApplyReport): void {
+    const old = this.rings.get(id);
+    const mem = this.maps.ringMemory;
+    const base = id * this.chunksPerRing * RING_CHUNK;
+    if (mem) {
+      for (let i = 0; i < next.length; i++) {
+        if ((old ? old[i] : 0) === next[i]) continue;
+        mem.writeUInt16LE(next[i] ?? 0, (base + i) * 2);
+        report.writes.ringSlots++;
+      }
+    } else {
+      const chunks = diffRings(old, next, RING_CHUNK);
+      for (const c of chunks) {
+        this.maps.rings.update(
+          u32Key(id * this.chunksPerRing + c),
+          ringChunk.encode(next.subarray(c * RING_CHUNK, (c + 1) * RING_CHUNK)),
+        );
+      }
+      report.writes.ringChunks += chunks.length;
+    }
+    this.rings.set(id, next);
+  }
+
   private readRing(id: number): Uint16Array {
     const ring = new Uint16Array(this.chunksPerRing * RING_CHUNK);
+    const mem = this.maps.ringMemory;
+    if (mem) {
+      const base = id * this.chunksPerRing * RING_CHUNK * 2;
+      ring.set(new Uint16Array(mem.buffer.slice(mem.byteOffset + base, mem.byteOffset + base + ring.length * 2)));
+      return ring;
+    }
     for (let c = 0; c < this.chunksPerRing; c++) {
       const v = this.maps.rings.lookup(u32Key(id * this.chunksPerRing + c));
       if (v) ring.set(ringChunk.decode(v), c * RING_CHUNK);
@@ -198,7 +230,7 @@ export class Dataplane {
 
   apply(desired: readonly DesiredService[]): ApplyReport {
     const report: ApplyReport = {
-      writes: { services: 0, backends: 0, ringChunks: 0, vipFilter: 0, stats: 0 },
+      writes: { services: 0, backends: 0, ringChunks: 0, ringSlots: 0, vipFilter: 0, stats: 0 },
       services: { added: 0, removed: 0, changed: 0 },
       backends: { added: 0, removed: 0, changed: 0 },
     };
@@ -220,16 +252,7 @@ export class Dataplane {
       report.writes.backends++;
     }
     for (const s of plan.services) {
-      const old = this.rings.get(s.id);
-      const chunks = diffRings(old, s.ring, RING_CHUNK);
-      for (const c of chunks) {
-        this.maps.rings.update(
-          u32Key(s.id * this.chunksPerRing + c),
-          ringChunk.encode(s.ring.subarray(c * RING_CHUNK, (c + 1) * RING_CHUNK)),
-        );
-      }
-      report.writes.ringChunks += chunks.length;
-      this.rings.set(s.id, s.ring);
+      this.writeRing(s.id, s.ring, report);
     }
     for (const s of plan.services) {
       const ks = keyString(s.key);
@@ -256,13 +279,7 @@ export class Dataplane {
       this.services.delete(ks);
       report.writes.services++;
       report.services.removed++;
-      const old = this.rings.get(cur.id);
-      const empty = new Uint16Array(this.chunksPerRing * RING_CHUNK);
-      const chunks = diffRings(old, empty, RING_CHUNK);
-      for (const c of chunks) {
-        this.maps.rings.update(u32Key(cur.id * this.chunksPerRing + c), ringChunk.encode(empty.subarray(0, RING_CHUNK)));
-      }
-      report.writes.ringChunks += chunks.length;
+      this.writeRing(cur.id, new Uint16Array(this.chunksPerRing * RING_CHUNK), report);
       this.rings.delete(cur.id);
     }
     for (const [id, cur] of [...this.backends]) {

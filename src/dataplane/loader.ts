@@ -1,0 +1,121 @@
+/**
+ * Loads the balancer object with the node's geometry, optionally pinning (and on a restart,
+ * reusing) its maps under one bpffs directory, and hands back typed access to its maps.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BpfObject, possibleCpus, type BpfMap, type BpfProgram } from '../bpf/index.js';
+import { LbError } from '../errors.js';
+import { isPrime } from '../maglev/index.js';
+import { RING_CHUNK, u32Key } from './abi.js';
+import { Dataplane, type DataplaneMaps } from './apply.js';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const BPF_DIR = join(REPO_ROOT, 'build', 'bpf');
+
+export function bpfObjectPath(name: string): string {
+  const p = join(BPF_DIR, `${name}.bpf.o`);
+  if (!existsSync(p)) {
+    throw new LbError('ERR_LB_BPF_OPEN', `missing ${p}`, { hint: 'run make build' });
+  }
+  return p;
+}
+
+export interface Geometry {
+  /** Maglev table size per service (prime) */
+  ringSize: number;
+  maxServices: number;
+  /** flow-table buckets (power of two); 4 flows each */
+  flowBuckets: number;
+  /** hash seed: the same on every LB node so they agree on every flow */
+  seed: number;
+}
+
+export const DEFAULT_GEOMETRY: Geometry = { ringSize: 65537, maxServices: 64, flowBuckets: 1 << 18, seed: 0 };
+
+export const MAP_NAMES = [
+  'services',
+  'rings',
+  'backends',
+  'flows',
+  'vip_filter',
+  'ctl',
+  'service_stats',
+  'backend_stats',
+  'reasons',
+] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+
+export interface LoadedBalancer {
+  obj: BpfObject;
+  prog: BpfProgram;
+  maps: Record<MapName, BpfMap>;
+  dataplane: Dataplane;
+  geometry: Geometry;
+  /** verdict counters summed over CPUs, by reason name (from the object's BTF) */
+  reasons(): Record<string, bigint>;
+  close(): void;
+}
+
+function checkGeometry(g: Geometry): void {
+  const bad: string[] = [];
+  if (!Number.isInteger(g.ringSize) || !isPrime(g.ringSize)) bad.push(`ringSize ${g.ringSize} is not a prime`);
+  if (!Number.isInteger(g.maxServices) || g.maxServices < 1) bad.push(`maxServices ${g.maxServices} < 1`);
+  if (!Number.isInteger(g.flowBuckets) || g.flowBuckets < 1 || (g.flowBuckets & (g.flowBuckets - 1)) !== 0) {
+    bad.push(`flowBuckets ${g.flowBuckets} is not a power of two`);
+  }
+  if (!Number.isInteger(g.seed) || g.seed < 0 || g.seed > 0xffffffff) bad.push(`seed ${g.seed} is not a u32`);
+  if (bad.length) throw new LbError('ERR_LB_CONFIG', `bad data-path geometry: ${bad.join('; ')}`);
+}
+
+function u32(v: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0, 0);
+  return b;
+}
+
+export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pinDir?: string } = {}): LoadedBalancer {
+  const geometry: Geometry = { ...DEFAULT_GEOMETRY, ...opts };
+  checkGeometry(geometry);
+  const obj = BpfObject.open(opts.objectPath ?? bpfObjectPath('balancer'));
+  try {
+    const chunks = Math.ceil(geometry.ringSize / RING_CHUNK);
+    obj.setGlobal('ring_size', u32(geometry.ringSize));
+    obj.setGlobal('flow_mask', u32(geometry.flowBuckets - 1));
+    obj.setGlobal('hash_seed', u32(geometry.seed));
+    obj.setMapMaxEntries('services', geometry.maxServices);
+    obj.setMapMaxEntries('service_stats', geometry.maxServices);
+    obj.setMapMaxEntries('rings', geometry.maxServices * chunks);
+    obj.setMapMaxEntries('flows', geometry.flowBuckets);
+    if (opts.pinDir) for (const m of MAP_NAMES) obj.setPinPath(m, join(opts.pinDir, m));
+    obj.load();
+    const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
+    const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap() };
+    const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
+    const reasonNames = obj.btf().enumValues('lb_reason');
+    return {
+      obj,
+      prog: obj.program('xdp_balancer'),
+      maps,
+      dataplane,
+      geometry,
+      reasons() {
+        const out: Record<string, bigint> = {};
+        for (const [name, idx] of Object.entries(reasonNames)) {
+          if (name === 'LB_R_MAX') continue;
+          const per = maps.reasons.lookupPerCpu(u32Key(idx)) ?? [];
+          out[name.replace(/^LB_R_/, '')] = per.reduce((a, b) => a + b.readBigUInt64LE(0), 0n);
+        }
+        return out;
+      },
+      close() {
+        maps.rings.unmap();
+        obj.close();
+      },
+    };
+  } catch (e) {
+    obj.close();
+    throw e;
+  }
+}
