@@ -33,6 +33,7 @@ const volatile __u32 flow_mask = LB_FLOW_BUCKETS - 1;
 const volatile __u32 hash_seed = 0;
 /* Never read: keeps enum lb_reason in the object's BTF, where the control plane finds the names. */
 const volatile enum lb_reason lb_reason_names = LB_R_MAX;
+const volatile enum lb_mode lb_mode_names = LB_MODE_L2DSR;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
