@@ -3,3 +3,4 @@ export * from './topology.js';
 export * from './exec.js';
 export * from './lab.js';
 export * from './client.js';
+export * from './balancer.js';

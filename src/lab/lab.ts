@@ -177,7 +177,7 @@ async function setSysctls(topo: Topology): Promise<void> {
   const common = ['net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'];
   await Promise.all(
     namespacesOf(topo).map((ns) =>
-      exec(ns, ['sysctl', '-q', '-w', ...common, ...(ns === topo.router.ns || ns === topo.lb.ns ? ['net.ipv4.ip_forward=1'] : [])], {
+      exec(ns, ['sysctl', '-q', '-w', ...common, ...(ns === topo.router.ns || ns === `${topo.prefix}lb` ? ['net.ipv4.ip_forward=1'] : [])], {
         code: 'ERR_LB_LAB',
       }),
     ),
