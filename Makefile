@@ -20,7 +20,7 @@ msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
 endif
 
 .DELETE_ON_ERROR:
-.PHONY: all deps build bpf ts test demo bench clean distclean
+.PHONY: all deps build bpf ts test demo demo-down bench clean distclean
 
 all: build
 
@@ -49,8 +49,12 @@ dist/.stamp: $(TS_SRCS) tsconfig.json package.json
 test: deps build
 	$(Q)bash scripts/test.sh
 
+# The demo command of the README. `make demo DEMO_ARGS=--keep` leaves the lab up.
 demo: deps build
 	$(Q)bash scripts/demo.sh $(DEMO_ARGS)
+
+demo-down:
+	$(Q)node -e "import('./dist/lab/index.js').then(m => m.labDown('xlb-'))"
 
 bench: deps build
 	$(Q)node dist/bench/main.js
