@@ -21,6 +21,29 @@ rc=$?
 pass=$(grep -cE '^    ok [0-9]+' "$log" || true)
 fail=$(grep -cE '^    not ok [0-9]+' "$log" || true)
 skip=$(grep -cE '^    ok [0-9]+ .*# SKIP' "$log" || true)
+if ((fail > 0)); then
+	echo
+	echo "---------- failures ----------"
+	grep -nE '^ *not ok ' -A30 "$log" | grep -vE '^[0-9]+-\s*$' | head -300
+fi
+
+# Every namespace a test makes carries one of these prefixes; none may survive the run.
+left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(xfx|xe2e|xlt|xsp|xbind|xlb)-' || true)
+if [[ -n $left ]]; then
+	echo
+	echo "!!!!!!!!!! LEFTOVER namespaces after the tests (removing them now): $left"
+	for ns in $left; do ip netns del "$ns" 2>/dev/null || true; done
+	fail=$((fail + 1))
+	rc=1
+fi
+leftpins=$(ls -d /sys/fs/bpf/xdplb-test-* 2>/dev/null || true)
+if [[ -n $leftpins ]]; then
+	echo "!!!!!!!!!! LEFTOVER pins after the tests (removing them now): $leftpins"
+	rm -rf $leftpins
+	fail=$((fail + 1))
+	rc=1
+fi
+
 if ((skip > 0)); then
 	echo
 	echo "!!!!!!!!!! SKIPPED: $skip test(s) did not run !!!!!!!!!!"

@@ -39,8 +39,11 @@ t.before(() => {
   lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
 });
 t.teardown(() => {
-  lb?.close();
-  net.down();
+  try {
+    lb?.close();
+  } finally {
+    net.down();
+  }
 });
 
 interface Flow {

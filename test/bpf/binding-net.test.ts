@@ -157,14 +157,15 @@ t.test('ping across a veth pair with XDP on both ends', async (t) => {
 
   inNetns(a, () => attachXdp('xa', pass.program('xdp_pass'), { mode: 'native' }));
   inNetns(b, () => attachXdp('xb', counter.program('xdp_fixture'), { mode: 'native' }));
-  t.equal(total(), 0);
+  // Frames may already be arriving (IPv6 router solicitations after link-up): count from here.
+  const before = total();
 
   const out = execFileSync('ip', ['netns', 'exec', a, 'ping', '-c', '3', '-W', '1', '-i', '0.2', '10.201.77.2'], {
     encoding: 'utf8',
     timeout: 20_000,
   });
   t.match(out, /3 received/, 'every ping answered');
-  t.ok(total() >= 3, `the XDP program on xb saw the packets (${total()} frames)`);
+  t.ok(total() - before >= 3, `the XDP program on xb saw the packets (${total() - before} frames)`);
 });
 
 t.test('libbpf messages reach a logger', async (t) => {
