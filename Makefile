@@ -57,7 +57,8 @@ demo-down:
 	$(Q)node -e "import('./dist/lab/index.js').then(m => m.labDown('xlb-'))"
 
 bench: deps build
-	$(Q)node dist/bench/main.js
+	$(Q)if [ -f dist/bench/main.js ]; then node dist/bench/main.js; \
+	else echo "bench: not written yet (issue 10); nothing measured" >&2; exit 1; fi
 
 clean:
 	$(Q)rm -rf build dist .tap
