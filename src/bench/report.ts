@@ -1,0 +1,80 @@
+/** The issue's goals, checked against the figures, and the table make bench prints. */
+import type { DatapathCase } from './datapath.js';
+import type { Figure } from './controlplane.js';
+
+export interface GoalResult {
+  goal: string;
+  figure: string;
+  value: number;
+  limit: number;
+  unit: string;
+  pass: boolean;
+}
+
+interface CaseLike {
+  case: string;
+  mode: string;
+  ns_per_packet: number;
+  ratio_to_floor: number;
+}
+
+export function evaluateGoals(cases: readonly DatapathCase[], cp: Record<string, Figure>): GoalResult[] {
+  const out: GoalResult[] = [];
+  const ratio = (goal: string, pick: (c: DatapathCase) => boolean, limit: number) => {
+    for (const c of cases.filter(pick)) {
+      out.push({ goal, figure: `${c.case}/${c.mode}`, value: c.ratio_to_floor, limit, unit: 'x floor', pass: c.ratio_to_floor <= limit });
+    }
+  };
+  ratio('established <= 3x floor', (c) => c.case.startsWith('established'), 3);
+  ratio('new flow <= 6x floor', (c) => c.case === 'new_flow', 6);
+  ratio('non-VIP pass <= 1.5x floor', (c) => c.case === 'non_vip_pass', 1.5);
+  const m = cp['maglev_build_N1000_M65537'];
+  if (m) out.push({ goal: 'Maglev N=1000 M=65537 <= 15 ms', figure: 'maglev_build_N1000_M65537', value: m.value, limit: 15, unit: 'ms', pass: m.value <= 15 });
+  return out;
+}
+
+function table(head: string[], rows: string[][], right: boolean[]): string {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (right[i] ? c.padStart(w[i] as number) : c.padEnd(w[i] as number))).join('  ').trimEnd();
+  return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function renderTable(r: {
+  datapath: readonly CaseLike[];
+  controlplane: Record<string, Figure>;
+  goals: readonly GoalResult[];
+  lab: Record<string, unknown>;
+  meta: Record<string, unknown>;
+}): string {
+  let s = `xdplb bench  ${String(r.meta['date'])}  kernel ${String(r.meta['kernel'])}  ${String(r.meta['cpus'])} CPUs\n\n`;
+  s += 'Data path (BPF_PROG_TEST_RUN, ns/packet; medians over rounds, floor interleaved with every case)\n';
+  const rows = r.datapath.map((c) => {
+    const d = c as Partial<DatapathCase> & CaseLike;
+    return [
+      d.case,
+      d.mode,
+      d.tracked_flows !== undefined ? String(d.tracked_flows) : '',
+      d.ns_per_packet.toFixed(1),
+      d.raw_ns !== undefined ? d.raw_ns.toFixed(1) : '',
+      d.floor_ns !== undefined ? d.floor_ns.toFixed(1) : '',
+      `${d.ratio_to_floor.toFixed(2)}x`,
+      d.counts ? `${d.counts.reason_count}/${d.counts.iterations} ${d.counts.expected_reason}, ${d.counts.new_flows} new` : '',
+    ];
+  });
+  s += table(['case', 'mode', 'flows', 'ns/pkt', 'raw ns', 'floor ns', 'ratio', 'verified path'], rows, [false, false, true, true, true, true, true, false]);
+  s += '  ns/pkt = raw ns (through the bench wrapper) minus the wrapper\'s own measured cost\n\n';
+  s += 'Control plane\n';
+  s += table(
+    ['figure', 'value', 'unit'],
+    Object.entries(r.controlplane).map(([k, v]) => [k, String(v.value), v.unit]),
+    [false, true, false],
+  );
+  s += '\nGoals (from the issue; a miss is reported, never fatal)\n';
+  s += table(
+    ['goal', 'figure', 'value', 'limit', 'result'],
+    r.goals.map((g) => [g.goal, g.figure, `${g.value} ${g.unit}`, `${g.limit} ${g.unit}`, g.pass ? 'PASS' : 'MISS']),
+    [false, false, true, true, false],
+  );
+  s += `\nLab: ${JSON.stringify(r.lab)}\n`;
+  return s;
+}
