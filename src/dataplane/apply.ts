@@ -94,6 +94,8 @@ export interface ApplyReport {
   writes: { services: number; backends: number; ringChunks: number; ringSlots: number; vipFilter: number; stats: number };
   services: { added: number; removed: number; changed: number };
   backends: { added: number; removed: number; changed: number };
+  /** Maglev tables built (services whose members changed, or all after adopt()) */
+  ringsBuilt: number;
 }
 
 interface MirrorService {
@@ -122,6 +124,8 @@ export class Dataplane {
   private backends = new Map<number, Buffer>();
   private backendIds = new Map<string, number>();
   private rings = new Map<number, Uint16Array>();
+  /** service id -> the Maglev inputs its ring was last built from; an unchanged service is not rebuilt */
+  private ringInputs = new Map<number, string>();
   private filter = new BigUint64Array(VIP_FILTER_WORDS);
   private nextBackendId = 1;
 
@@ -141,6 +145,7 @@ export class Dataplane {
     this.backends.clear();
     this.backendIds.clear();
     this.rings.clear();
+    this.ringInputs.clear();
     for (const k of this.maps.services.keys()) {
       const v = this.maps.services.lookup(k);
       if (!v) continue;
@@ -169,6 +174,7 @@ export class Dataplane {
   /** Writes the slots (or, without the ring's memory, the 32-slot chunks) that differ. */
   private writeRing(id: number, next: Uint16Array, report: ApplyReport): void {
     const old = this.rings.get(id);
+    if (old === next) return;
     const mem = this.maps.ringMemory;
     const base = id * this.chunksPerRing * RING_CHUNK;
     if (mem) {
@@ -233,8 +239,10 @@ export class Dataplane {
       writes: { services: 0, backends: 0, ringChunks: 0, ringSlots: 0, vipFilter: 0, stats: 0 },
       services: { added: 0, removed: 0, changed: 0 },
       backends: { added: 0, removed: 0, changed: 0 },
+      ringsBuilt: 0,
     };
     const plan = this.plan(desired);
+    report.ringsBuilt = plan.ringsBuilt;
 
     // In: backends, rings, services, filter.
     for (const [id, value] of plan.backends) {
@@ -253,6 +261,7 @@ export class Dataplane {
     }
     for (const s of plan.services) {
       this.writeRing(s.id, s.ring, report);
+      this.ringInputs.set(s.id, s.inputs);
     }
     for (const s of plan.services) {
       const ks = keyString(s.key);
@@ -281,6 +290,7 @@ export class Dataplane {
       report.services.removed++;
       this.writeRing(cur.id, new Uint16Array(this.chunksPerRing * RING_CHUNK), report);
       this.rings.delete(cur.id);
+      this.ringInputs.delete(cur.id);
     }
     for (const [id, cur] of [...this.backends]) {
       if (plan.backends.has(id)) continue;
@@ -296,10 +306,12 @@ export class Dataplane {
   }
 
   private plan(desired: readonly DesiredService[]): {
-    services: { id: number; key: ServiceKey; value: Buffer; ring: Uint16Array }[];
+    services: { id: number; key: ServiceKey; value: Buffer; ring: Uint16Array; inputs: string }[];
     backends: Map<number, Buffer>;
     filter: BigUint64Array;
+    ringsBuilt: number;
   } {
+    let ringsBuilt = 0;
     const seen = new Set<string>();
     const usedServiceIds = new Set<number>();
     const pending: { key: ServiceKey; svc: DesiredService }[] = [];
@@ -320,7 +332,7 @@ export class Dataplane {
       });
     }
 
-    const services: { id: number; key: ServiceKey; value: Buffer; ring: Uint16Array }[] = [];
+    const services: { id: number; key: ServiceKey; value: Buffer; ring: Uint16Array; inputs: string }[] = [];
     const backends = new Map<number, Buffer>();
     const filter = new BigUint64Array(VIP_FILTER_WORDS);
     const claimedBackendIds = new Set<number>();
@@ -347,16 +359,26 @@ export class Dataplane {
         );
         if (b.healthy !== false && b.weight > 0) members.push({ id: bid, key: `${b.address}:${port}`, weight: b.weight });
       }
-      const table = buildMaglev(members, { size: this.geo.ringSize, seed: this.geo.seed });
-      const ring = new Uint16Array(this.chunksPerRing * RING_CHUNK);
-      ring.set(table);
-      services.push({ id, key, value, ring });
+      // The table depends only on the members (ids, keys, weights): Maglev is order-independent,
+      // so a sorted signature says whether the last build still holds. This keeps a health flap
+      // in one service from rebuilding a thousand others.
+      const inputs = members
+        .map((m) => `${m.id}|${m.key}|${m.weight}`)
+        .sort()
+        .join(',');
+      let ring = this.ringInputs.get(id) === inputs ? this.rings.get(id) : undefined;
+      if (!ring) {
+        ring = new Uint16Array(this.chunksPerRing * RING_CHUNK);
+        ring.set(buildMaglev(members, { size: this.geo.ringSize, seed: this.geo.seed }));
+        ringsBuilt++;
+      }
+      services.push({ id, key, value, ring, inputs });
       if (isIPv4(svc.vip)) {
         const bit = vipFilterBit(svc.vip);
         filter[bit >> 6] = (filter[bit >> 6] ?? 0n) | (1n << BigInt(bit & 63));
       }
     }
-    return { services, backends, filter };
+    return { services, backends, filter, ringsBuilt };
   }
 
   /**

@@ -45,9 +45,13 @@ t.test('apply is idempotent and a restart adopts the pins without writing', asyn
   t.ok(Buffer.from(second.maps.rings.mmap().subarray(0, 2 * RING)).equals(ringBefore), 'ring content survived');
   const r3 = second.dataplane.apply(config(4));
   t.equal(total(r3), 0, 'after adoption, the unchanged config writes nothing');
+  t.equal(r3.ringsBuilt, 4, 'after adoption every table is rebuilt once, to check it against the map');
 
   // One backend added to one service: only its entry and the slots it takes.
   const r4 = second.dataplane.apply(config(4, { address: '10.1.0.99', weight: 1 }));
+  t.equal(r4.ringsBuilt, 1, 'only the changed service rebuilt its Maglev table');
+  const r4b = second.dataplane.apply(config(4, { address: '10.1.0.99', weight: 1 }));
+  t.equal(r4b.ringsBuilt, 0, 'nothing changed: no Maglev table built');
   t.equal(r4.writes.backends, 1, 'one backend entry written');
   t.equal(r4.writes.services, 0, 'no service entry written');
   const share = r4.writes.ringSlots / RING;
