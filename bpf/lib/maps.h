@@ -58,9 +58,12 @@ struct {
 	__type(value, struct lb_backend);
 } backends SEC(".maps");
 
+/* Mmapable so the control plane can count flows per backend and clear a dead backend's ways
+ * with one compare-and-swap each, without a syscall per bucket. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_FLOW_BUCKETS);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct lb_flow_bucket);
 } flows SEC(".maps");

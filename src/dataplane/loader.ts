@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { BpfObject, possibleCpus, type BpfMap, type BpfProgram } from '../bpf/index.js';
 import { LbError } from '../errors.js';
 import { isPrime } from '../maglev/index.js';
-import { RING_CHUNK, u32Key } from './abi.js';
+import { RING_CHUNK, flowBucket, u32Key } from './abi.js';
 import { Dataplane, type DataplaneMaps } from './apply.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -53,6 +53,8 @@ export interface LoadedBalancer {
   maps: Record<MapName, BpfMap>;
   dataplane: Dataplane;
   geometry: Geometry;
+  /** the flow table's memory (mmapable array): see flows.ts */
+  flowMemory: Buffer;
   /** verdict counters summed over CPUs, by reason name (from the object's BTF) */
   reasons(): Record<string, bigint>;
   close(): void;
@@ -92,6 +94,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     obj.load();
     const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
     const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap() };
+    const flowMemory = maps.flows.mmap().subarray(0, geometry.flowBuckets * flowBucket.size);
     const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
     const reasonNames = obj.btf().enumValues('lb_reason');
     return {
@@ -100,6 +103,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
       maps,
       dataplane,
       geometry,
+      flowMemory,
       reasons() {
         const out: Record<string, bigint> = {};
         for (const [name, idx] of Object.entries(reasonNames)) {
@@ -111,6 +115,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
       },
       close() {
         maps.rings.unmap();
+        maps.flows.unmap();
         obj.close();
       },
     };

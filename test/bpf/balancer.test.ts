@@ -292,3 +292,24 @@ t.test('per-service and per-backend counters move with each packet', async (t) =
   t.equal(b.be.packets - a.be.packets, 2n, 'backend: 2 packets');
   t.equal(b.be.bytes - a.be.bytes, BigInt(syn.length + tcpIn(f, ['ACK']).length), 'backend: bytes');
 });
+
+t.test('flow table from the control plane: count per backend, purge one backend, others stay', async (t) => {
+  const { countFlows, purgeFlows } = await import('../../src/dataplane/flows.js');
+  const base = countFlows(lb.flowMemory, 1, 30);
+  const flows: Flow[] = Array.from({ length: 60 }, (_, i) => ({ vip: '10.0.0.1', vipPort: 80, clientPort: 20000 + 2 * i, client: '198.51.100.7' }));
+  for (const f of flows) net.run(lb, tcpIn(f));
+  const after = countFlows(lb.flowMemory, 1, 30);
+  const delta = new Map<number, number>();
+  for (const [id, c] of after) delta.set(id, c.total - (base.get(id)?.total ?? 0));
+  const added = [...delta.values()].reduce((a, b) => a + b, 0);
+  t.ok(added >= 55 && added <= 60, `60 new flows recorded (${added}; a 4-way bucket may evict a few)`);
+  const victim = ringBackend(flows[0]!);
+  t.ok((after.get(victim)?.total ?? 0) > 0, 'the victim backend has flows');
+  t.equal(after.get(victim)?.active, after.get(victim)?.total, 'all seen at the current tick: all active');
+  t.equal(countFlows(lb.flowMemory, 1 + 31, 30).get(victim)?.active ?? 0, 0, '31 ticks later they are idle');
+  const cleared = purgeFlows(lb.flowMemory, new Set([victim]));
+  t.equal(cleared, after.get(victim)?.total, 'purge cleared exactly its ways');
+  const post = countFlows(lb.flowMemory, 1, 30);
+  t.equal(post.get(victim)?.total ?? 0, 0, 'none left');
+  for (const [id, c] of after) if (id !== victim) t.equal(post.get(id)?.total, c.total, `backend ${id} kept its flows`);
+});
