@@ -8,7 +8,10 @@ declare -A NEED=(
 	[clang]=clang [llc]=llvm [bpftool]=bpftool [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
 	[/usr/lib/x86_64-linux-gnu/libbpf.so.1]=libbpf1 [ip]=iproute2 [ethtool]=ethtool
 	[tcpdump]=tcpdump [curl]=curl [nc]=netcat-openbsd [ping]=iputils-ping [nstat]=iproute2
-	[sshd]=openssh-server [ssh-keygen]=openssh-client [nft]=nftables
+	[sshd]=openssh-server [ssh-keygen]=openssh-client [nft]=nftables [openssl]=openssl
+	[nsenter]=util-linux [setpriv]=util-linux
+	# the test suite validates vagrant/Vagrantfile with both providers' settings
+	[vagrant]=vagrant [/usr/share/doc/vagrant-libvirt]=vagrant-libvirt
 )
 missing=()
 for what in "${!NEED[@]}"; do

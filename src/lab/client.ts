@@ -2,10 +2,11 @@
  * Real traffic from the lab's client namespace. `clientRequests` runs N HTTP requests with ONE
  * curl process (`--parallel`, one new TCP connection per request, `--max-time` per request), and
  * counts which backend answered (the backend server's `X-Lab-Backend` header) and which client
- * address it saw (`X-Lab-Client`; DSR must keep the real one).
+ * address it saw (`X-Lab-Client`; DSR must keep the real one). The client is a namespace by default;
+ * `opts.runner` reaches it by another way (hosts.ts: ssh for the Vagrant lab).
  */
 import { LbError } from '../errors.js';
-import { exec } from './exec.js';
+import { NetnsRunner, type HostRunner } from './hosts.js';
 
 export const MAX_REQUESTS = 10_000;
 export const MAX_CONCURRENCY = 100;
@@ -17,6 +18,8 @@ export interface ClientRequestsOptions {
   maxTimeSec?: number;
   /** URL path. Default '/'. */
   path?: string;
+  /** how to run curl on the client host. Default: `ip netns exec <lab.client>`. */
+  runner?: HostRunner;
 }
 
 export interface ClientRequestsResult {
@@ -32,10 +35,12 @@ export interface ClientRequestsResult {
   elapsedMs: number;
 }
 
-/** What clientRequests needs of a Lab (a full `Lab` fits). */
+/** What clientRequests needs of a Lab (a full `Lab` fits): the client host, as the runner names it. */
 export interface ClientSide {
   client: string;
 }
+
+const NETNS = new NetnsRunner();
 
 function bump(m: Record<string, number>, k: string): void {
   m[k] = (m[k] ?? 0) + 1;
@@ -45,7 +50,7 @@ function hostPart(addr: string): string {
   return addr.includes(':') ? `[${addr}]` : addr;
 }
 
-/** Run `count` HTTP GETs from the client namespace to addr:port (a VIP, or any lab address). */
+/** Run `count` HTTP GETs from the client host to addr:port (a VIP, or any lab address). */
 export async function clientRequests(
   lab: ClientSide,
   addr: string,
@@ -80,7 +85,7 @@ export async function clientRequests(
   const timeoutMs = Math.ceil(count / concurrency) * (maxTime * 1000 + 200) + 10_000;
 
   const started = Date.now();
-  const r = await exec(lab.client, argv, { input: config, allowFail: true, timeoutMs });
+  const r = await (opts.runner ?? NETNS).exec(lab.client, argv, { input: config, allowFail: true, timeoutMs });
   const elapsedMs = Date.now() - started;
 
   const res: ClientRequestsResult = { total: count, ok: 0, failed: 0, byBackend: {}, clientAddrs: {}, failures: {}, elapsedMs };
