@@ -97,6 +97,8 @@ export interface NodeSettings {
   flowBuckets: number;
   /** hash seed: the same on every LB node */
   seed: number;
+  /** a flow not seen for this long stops counting as active (list, drain --wait, metrics) */
+  flowIdleTimeoutMs: number;
   /** outer source for ipip, source for full NAT; default: the first address of the first interface */
   sourceAddress?: { ipv4?: string; ipv6?: string };
   api: { socket: string };
