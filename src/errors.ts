@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   ERR_LB_EXEC: 'runtime',
   ERR_LB_API: 'runtime',
   ERR_LB_SSH: 'runtime',
+  ERR_LB_HEALTH: 'runtime',
 } as const satisfies Record<string, LbErrorKind>;
 
 export type LbErrorCode = keyof typeof ERROR_CODES;
