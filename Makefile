@@ -54,7 +54,7 @@ demo: deps build
 	$(Q)bash scripts/demo.sh $(DEMO_ARGS)
 
 demo-down:
-	$(Q)node -e "import('./dist/lab/index.js').then(m => m.labDown('xlb-'))"
+	$(Q)node dist/cli/main.js lab down
 
 bench: deps build
 	$(Q)if [ -f dist/bench/main.js ]; then node dist/bench/main.js; \

@@ -28,7 +28,7 @@ if ((fail > 0)); then
 fi
 
 # Every namespace a test makes carries one of these prefixes; none may survive the run.
-left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(xfx|xe2e|xlt|xsp|xbind)-' || true)
+left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(xfx|xe2e|xlt|xsp|xbind|xdm|xhl|xll|xhc|xssh|xnat|xvg)-' || true)
 if [[ -n $left ]]; then
 	echo
 	echo "!!!!!!!!!! LEFTOVER namespaces after the tests (removing them now): $left"
@@ -36,7 +36,7 @@ if [[ -n $left ]]; then
 	fail=$((fail + 1))
 	rc=1
 fi
-leftpins=$(ls -d /sys/fs/bpf/xdplb-test-* 2>/dev/null || true)
+leftpins=$(ls -d /sys/fs/bpf/xdplb-test-* /sys/fs/bpf/xdplb-lab-xll 2>/dev/null || true)
 if [[ -n $leftpins ]]; then
 	echo "!!!!!!!!!! LEFTOVER pins after the tests (removing them now): $leftpins"
 	rm -rf $leftpins

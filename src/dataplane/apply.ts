@@ -229,6 +229,23 @@ export class Dataplane {
     return this.backendIds.get(backendKeyString(serviceId, address, port));
   }
 
+  /** What the backends map holds for an id (the mirror, no syscall). */
+  backendEntry(id: number): { addr: string; mac: string; port: number; serviceId: number } | undefined {
+    const v = this.backends.get(id);
+    if (!v) return undefined;
+    const b = backendValue.decode(v);
+    return { addr: b.addr, mac: b.mac, port: b.port, serviceId: b.serviceId };
+  }
+
+  /** Ring slots per backend id for a service: its real share of new flows. */
+  slotCounts(serviceId: number): Map<number, number> {
+    const out = new Map<number, number>();
+    const ring = this.ring(serviceId);
+    if (!ring) return out;
+    for (const id of ring) if (id !== 0) out.set(id, (out.get(id) ?? 0) + 1);
+    return out;
+  }
+
   /** The ring as the data path sees it (slot -> backend id), trimmed to the ring size. */
   ring(serviceId: number): Uint16Array | undefined {
     return this.rings.get(serviceId)?.subarray(0, this.geo.ringSize);

@@ -1,9 +1,14 @@
 /**
- * make demo: the lab, the balancer attached to the LB's interface, real HTTP traffic from the
- * client to every service, and a short report. Tears everything down unless --keep is given.
+ * make demo: the namespace lab, the real daemon (lbctl daemon) in the LB's namespace with one
+ * service per mode, real HTTP traffic from the client to every service, and a short report with
+ * the `lbctl list --stats` view. Tears everything down unless --keep is given.
  */
-import { clientRequests, labDown, labUp, startLabBalancer, type LabBalancer } from './index.js';
-import { sumCounters, u32Key } from '../dataplane/abi.js';
+import { call } from '../api/client.js';
+import type { ServiceView } from '../daemon/daemon.js';
+import { formatServices } from '../cli/output.js';
+import { clientRequests, labDown, labUp } from './index.js';
+import { startLabDaemon, stopLabDaemon, waitLabHealthy, type LabDaemon } from './daemon.js';
+import { stateDirOf } from './lab.js';
 
 const PREFIX = 'xlb-';
 const REQUESTS = 300;
@@ -12,46 +17,53 @@ function say(s: string): void {
   process.stdout.write(`${s}\n`);
 }
 
+async function cleanup(): Promise<void> {
+  await stopLabDaemon(stateDirOf(PREFIX), PREFIX);
+  await labDown(PREFIX);
+}
+
 async function main(): Promise<number> {
   const keep = process.argv.includes('--keep');
+  const t0 = Date.now();
   say('demo: cleaning up any earlier lab');
-  await labDown(PREFIX);
+  await cleanup();
   say('demo: building the namespace lab (client, router, lb, 3 L2 backends, 3 routed backends)');
   const lab = await labUp({ prefix: PREFIX });
-  let bal: LabBalancer | undefined;
+  let d: LabDaemon | undefined;
   try {
-    say(`demo: loading the XDP balancer onto ${lab.lb.ns}/${lab.lb.ifname}`);
-    bal = startLabBalancer(lab);
+    say(`demo: starting the daemon in ${lab.lb.ns} (lbctl daemon); it attaches XDP to ${lab.lb.ifname}`);
+    d = await startLabDaemon(lab);
+    say('demo: waiting for the health checks to bring the backends in');
+    const services = await waitLabHealthy(d);
     say('');
-    for (const svc of bal.services) {
+    for (const svc of services) {
       say(`demo: ${REQUESTS} HTTP requests from ${lab.client} to ${svc.vip}:${svc.port} (${svc.mode})`);
       const res = await clientRequests(lab, svc.vip, svc.port, REQUESTS, { concurrency: 10 });
       say(`  answered ${res.ok}/${res.total} in ${res.elapsedMs} ms; backends saw client ${Object.keys(res.clientAddrs).join(', ')}`);
       for (const [name, n] of Object.entries(res.byBackend).sort()) {
         say(`  ${name.padEnd(8)} ${String(n).padStart(4)}  ${'#'.repeat(Math.round((n / REQUESTS) * 60))} ${((n / REQUESTS) * 100).toFixed(0)}%`);
       }
+      if (res.failed) say(`  FAILED: ${JSON.stringify(res.failures)}`);
     }
     say('');
-    say('per-service counters from the data path (packets client -> backends; replies bypass the LB):');
-    for (const svc of bal.services) {
-      const id = bal.lb.dataplane.serviceId(svc.vip, svc.port, svc.proto);
-      if (id === undefined) continue;
-      const c = sumCounters(bal.lb.maps.service_stats.lookupPerCpu(u32Key(id)) ?? []);
-      say(`  ${`${svc.mode} ${svc.vip}:${svc.port}`.padEnd(26)} packets ${String(c.packets).padStart(7)}  bytes ${String(c.bytes).padStart(9)}  new flows ${c.newFlows}`);
-    }
-    const r = bal.lb.reasons();
-    say('verdicts: ' + Object.entries(r).filter(([, v]) => v > 0n).map(([k, v]) => `${k}=${v}`).join(' '));
+    say('lbctl list --stats (packets client -> backends; replies bypass the LB):');
+    say(formatServices(await call<ServiceView[]>(d.socket, 'GET', '/v1/services?stats=1'), { stats: true }));
+    const st = await call<{ reasons: Record<string, number> }>(d.socket, 'GET', '/v1/stats');
+    say('verdicts: ' + Object.entries(st.reasons).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' '));
+    say(`demo: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     if (keep) {
       say('');
-      say(`demo: lab kept. Try:  ip netns exec ${lab.client} curl http://${bal.services[0]?.vip}:80/`);
-      say('      The XDP program stays attached; remove everything with: make demo-down');
+      say('demo: lab kept, daemon running. Try:');
+      say(`  ip netns exec ${lab.client} curl http://${services[0]?.vip}:80/`);
+      say(`  node dist/cli/main.js --socket ${d.socket} list --stats --rate`);
+      say(`  node dist/cli/main.js --socket ${d.socket} backend drain lab-l2dsr ${lab.backends[0]?.addr} --wait`);
+      say('  remove everything with: make demo-down   (or: node dist/cli/main.js lab down)');
       return 0;
     }
   } finally {
     if (!keep) {
-      bal?.stop();
       say('demo: tearing the lab down');
-      await labDown(PREFIX);
+      await cleanup();
     }
   }
   return 0;
@@ -60,7 +72,8 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (e: unknown) => {
-    process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n`);
-    labDown(PREFIX).finally(() => process.exit(1));
+    const detail = (e as { detail?: string }).detail;
+    process.stderr.write(`demo failed: ${e instanceof Error ? e.message : String(e)}\n${detail ? `${detail}\n` : ''}`);
+    cleanup().finally(() => process.exit(1));
   },
 );
