@@ -397,6 +397,20 @@ export const NodeSchema = strictObject(
     log: withDefault(strictObject('node.log', { level: withDefault(z.enum(LOG_LEVELS), NODE_DEFAULTS.logLevel) }), {
       level: NODE_DEFAULTS.logLevel,
     }),
+    serverPrep: optional(
+      strictObject('node.serverPrep', {
+        auto: withDefault(z.boolean(), false),
+        user: optional(checked(z.string(), (u): Checked<string> =>
+          /^[a-z_][a-z0-9_.-]{0,31}$/i.test(u) ? { value: u } : { error: `${JSON.stringify(u)} is not a user name` },
+        )),
+        identityFile: optional(absolutePath()),
+        knownHosts: optional(absolutePath()),
+        acceptNew: withDefault(z.boolean(), false),
+        connectTimeout: withDefault(duration, 10_000),
+        timeout: withDefault(duration, 60_000),
+        concurrency: withDefault(int(1, 256), 16),
+      }),
+    ),
   },
   true,
 );

@@ -105,6 +105,22 @@ export interface NodeSettings {
   /** Prometheus endpoint; absent = off */
   metrics?: { listen: string; port: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  /** run scripts/server-prep.sh over SSH on every DSR backend (src/serverprep); absent = never */
+  serverPrep?: {
+    /** at start and after every config change */
+    auto: boolean;
+    /** SSH user; default the daemon's (root); others use sudo -n */
+    user?: string;
+    /** private key; default ssh-agent, then ~/.ssh/id_* */
+    identityFile?: string;
+    /** default ~/.ssh/known_hosts and /etc/ssh/ssh_known_hosts */
+    knownHosts?: string;
+    /** record unknown host keys (never a changed one), like ssh -o StrictHostKeyChecking=accept-new */
+    acceptNew: boolean;
+    connectTimeoutMs: number;
+    timeoutMs: number;
+    concurrency: number;
+  };
 }
 
 export interface Config {

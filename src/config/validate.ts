@@ -145,6 +145,20 @@ function normalizeNode(n: RawNode): NodeSettings {
     api: { socket: n.api.socket },
     ...(n.metrics === undefined ? {} : { metrics: { listen: n.metrics.listen, port: n.metrics.port } }),
     log: { level: n.log.level },
+    ...(n.serverPrep === undefined
+      ? {}
+      : {
+          serverPrep: {
+            auto: n.serverPrep.auto,
+            ...(n.serverPrep.user === undefined ? {} : { user: n.serverPrep.user }),
+            ...(n.serverPrep.identityFile === undefined ? {} : { identityFile: n.serverPrep.identityFile }),
+            ...(n.serverPrep.knownHosts === undefined ? {} : { knownHosts: n.serverPrep.knownHosts }),
+            acceptNew: n.serverPrep.acceptNew,
+            connectTimeoutMs: n.serverPrep.connectTimeout,
+            timeoutMs: n.serverPrep.timeout,
+            concurrency: n.serverPrep.concurrency,
+          },
+        }),
   };
 }
 

@@ -21,6 +21,7 @@ import { loadBalancer, type LoadedBalancer } from '../dataplane/loader.js';
 import { LbError } from '../errors.js';
 import { HealthMonitor, type HealthTarget, type HealthTransition } from '../health/index.js';
 import { run } from '../lab/exec.js';
+import { prepareBackends, type HostOutcome } from '../serverprep/index.js';
 import type { Logger } from './logger.js';
 import { VERSION } from '../version.js';
 
@@ -88,6 +89,8 @@ export interface StatusView {
   backends: number;
   adopted: { services: number; backends: number };
   lastApply?: { at: string; reason: string; writes: ApplyReport['writes']; ringsBuilt: number };
+  /** the last automatic server prep (node.serverPrep.auto) */
+  serverPrep?: { at: string; reason: string; running: boolean; hosts: Pick<HostOutcome, 'host' | 'mode' | 'ok' | 'status' | 'detail'>[] };
   clock: number;
 }
 
@@ -126,6 +129,8 @@ export class Daemon {
   private flowCache?: { at: number; counts: Map<number, FlowCount> };
   private serviceDown = new Set<string>();
   private reconcileQueued = false;
+  private prep?: StatusView['serverPrep'];
+  private prepRunning?: Promise<void>;
   private stopping = false;
 
   private constructor(opts: DaemonOptions, cfgFile: ConfigFile, lb: LoadedBalancer, src4: string) {
@@ -216,6 +221,40 @@ export class Daemon {
     );
     for (const t of this.timers) t.unref();
     this.sample();
+    this.prepBackends('start');
+  }
+
+  /**
+   * node.serverPrep.auto: run server-prep.sh over SSH on every DSR backend. Idempotent on the
+   * hosts, so it simply runs again after each config change; never blocks the control loop, and a
+   * host that fails is logged (its data-path check keeps it out of the ring meanwhile).
+   */
+  private prepBackends(reason: string): void {
+    const sp = this.config.node.serverPrep;
+    if (!sp?.auto || this.stopping) return;
+    const services = this.config.services;
+    const log = this.log.child({ component: 'serverprep' });
+    const previous = this.prepRunning ?? Promise.resolve();
+    this.prepRunning = previous.then(async () => {
+      this.prep = { at: new Date().toISOString(), reason, running: true, hosts: [] };
+      try {
+        const out = await prepareBackends(services, {
+          ...(sp.user ? { user: sp.user } : {}),
+          ...(sp.identityFile ? { identityFiles: [sp.identityFile] } : {}),
+          ...(sp.knownHosts ? { knownHostsFiles: [sp.knownHosts] } : {}),
+          acceptNew: sp.acceptNew,
+          connectTimeoutMs: sp.connectTimeoutMs,
+          commandTimeoutMs: sp.timeoutMs,
+          concurrency: sp.concurrency,
+        });
+        const hosts = out.map((o) => ({ host: o.host, ...(o.mode ? { mode: o.mode } : {}), ok: o.ok, status: o.status, detail: o.detail }));
+        this.prep = { at: this.prep.at, reason, running: false, hosts };
+        for (const h of hosts) log[h.ok ? 'info' : 'error']({ host: h.host, mode: h.mode, status: h.status, detail: h.detail }, h.ok ? 'backend prepared' : 'backend prep failed');
+      } catch (e) {
+        this.prep = { at: this.prep.at, reason, running: false, hosts: [] };
+        log.error({ err: e }, 'server prep did not run');
+      }
+    });
   }
 
   private healthTargets(): HealthTarget[] {
@@ -507,6 +546,7 @@ export class Daemon {
       backends: this.config.services.reduce((a, s) => a + s.backends.length, 0),
       adopted: this.adopted,
       ...(this.lastApply ? { lastApply: this.lastApply } : {}),
+      ...(this.prep ? { serverPrep: this.prep } : {}),
       clock: this.clock,
     };
   }
@@ -527,6 +567,7 @@ export class Daemon {
     if (a.xdpMode !== b.xdpMode || a.interfaces.join() !== b.interfaces.join()) this.attachAll();
     void this.health.set(this.healthTargets()).catch((e: unknown) => this.log.error({ component: 'health', err: e }, 'health targets not applied'));
     void this.refreshMacs().then((changed) => changed && this.queueReconcile('neighbours resolved'));
+    this.prepBackends(reason);
     return this.reconcile(reason);
   }
 
@@ -607,6 +648,7 @@ export class Daemon {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
     await this.health.stop();
+    await this.prepRunning;
     const log = this.log.child({ component: 'daemon' });
     if (opts.detach) {
       for (const ifname of this.attached) {

@@ -41,10 +41,13 @@ export class DaemonProc {
   logs = '';
   exited: Promise<number | null>;
 
-  constructor(ns: string, config: string, readonly socket: string) {
-    this.proc = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, LBCTL, '--socket', socket, 'daemon', '--config', config], {
+  /** `ns` null: the root network namespace. */
+  constructor(ns: string | null, config: string, readonly socket: string, env: NodeJS.ProcessEnv = {}) {
+    const argv = [process.execPath, LBCTL, '--socket', socket, 'daemon', '--config', config];
+    const full = ns === null ? argv : ['nsenter', `--net=/run/netns/${ns}`, ...argv];
+    this.proc = spawn(full[0]!, full.slice(1), {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
+      env: { ...process.env, NODE_OPTIONS: '', ...env },
     });
     const add = (b: Buffer) => {
       this.logs += b.toString();

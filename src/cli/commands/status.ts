@@ -20,6 +20,9 @@ export function registerStatus(program: Command): void {
           ...s.interfaces.map((i) => [`xdp ${i.name}`, i.attached ? `attached (${i.mode}, prog ${i.progId})` : `NOT attached (prog ${i.progId || 'none'})`]),
           ['services', `${s.services} (${s.backends} backends)`],
           ['adopted', `${s.adopted.services} services, ${s.adopted.backends} backends from the pins at start`],
+          ...(s.serverPrep
+            ? [['server prep', `${s.serverPrep.running ? 'running' : `${s.serverPrep.hosts.filter((h) => h.ok).length}/${s.serverPrep.hosts.length} hosts ok`} (${s.serverPrep.reason}, ${s.serverPrep.at})`]]
+            : []),
           ['last apply', s.lastApply ? `${s.lastApply.at} (${s.lastApply.reason}): ${w ? Object.values(w).reduce((a, b) => a + b, 0) : 0} writes` : 'never'],
         ];
         return { data: s, text: table(rows) };
