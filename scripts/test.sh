@@ -36,6 +36,13 @@ if [[ -n $left ]]; then
 	fail=$((fail + 1))
 	rc=1
 fi
+leftlinks=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E '^(xssh|xhc)-' || true)
+if [[ -n $leftlinks ]]; then
+	echo "!!!!!!!!!! LEFTOVER links in the root namespace after the tests (removing them now): $leftlinks"
+	for l in $leftlinks; do ip link del "$l" 2>/dev/null || true; done
+	fail=$((fail + 1))
+	rc=1
+fi
 leftpins=$(ls -d /sys/fs/bpf/xdplb-test-* /sys/fs/bpf/xdplb-lab-xll 2>/dev/null || true)
 if [[ -n $leftpins ]]; then
 	echo "!!!!!!!!!! LEFTOVER pins after the tests (removing them now): $leftpins"
