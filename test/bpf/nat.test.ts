@@ -65,23 +65,30 @@ function ipn(...args: string[]): void {
 
 t.before(() => {
   net.up();
-  // Clients are routed through the gateway too, so replies have a next hop.
-  ipn('route', 'add', '192.0.2.0/24', 'via', net.gw);
-  ipn('route', 'add', '198.51.100.0/24', 'via', net.gw);
-  ipn('link', 'add', OUT2.ifname, 'type', 'veth', 'peer', 'name', 'veth3');
-  ipn('link', 'set', OUT2.ifname, 'address', OUT2.mac);
-  ipn('link', 'set', OUT2.ifname, 'up');
-  ipn('link', 'set', 'veth3', 'up');
-  ipn('addr', 'add', `${OUT2.addr}/24`, 'dev', OUT2.ifname);
-  ipn('neigh', 'replace', OUT2.gw, 'lladdr', OUT2.gwMac, 'dev', OUT2.ifname, 'nud', 'permanent');
-  ipn('route', 'add', OUT2.net, 'via', OUT2.gw);
-  out2Index = inNetns(net.ns, () => ifIndex(OUT2.ifname));
-  lb = loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED, natEntries: 4096 });
-  lb.nat.configure({ sources: SOURCES, portMin: PORT_MIN, portMax: PORT_MAX });
-  // A devmap resolves ifindexes in the caller's namespace.
-  inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, out2Index]));
-  lb.dataplane.apply(services);
-  lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
+  try {
+    // Clients are routed through the gateway too, so replies have a next hop.
+    ipn('route', 'add', '192.0.2.0/24', 'via', net.gw);
+    ipn('route', 'add', '198.51.100.0/24', 'via', net.gw);
+    ipn('link', 'add', OUT2.ifname, 'type', 'veth', 'peer', 'name', 'veth3');
+    ipn('link', 'set', OUT2.ifname, 'address', OUT2.mac);
+    ipn('link', 'set', OUT2.ifname, 'up');
+    ipn('link', 'set', 'veth3', 'up');
+    ipn('addr', 'add', `${OUT2.addr}/24`, 'dev', OUT2.ifname);
+    ipn('neigh', 'replace', OUT2.gw, 'lladdr', OUT2.gwMac, 'dev', OUT2.ifname, 'nud', 'permanent');
+    ipn('route', 'add', OUT2.net, 'via', OUT2.gw);
+    out2Index = inNetns(net.ns, () => ifIndex(OUT2.ifname));
+    lb = loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED, natEntries: 4096 });
+    lb.nat.configure({ sources: SOURCES, portMin: PORT_MIN, portMax: PORT_MAX });
+    // A devmap resolves ifindexes in the caller's namespace.
+    inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, out2Index]));
+    lb.dataplane.apply(services);
+    lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
+  } catch (e) {
+    // A throw here ends the process before any teardown: leave no namespace behind.
+    lb?.close();
+    net.down();
+    throw e;
+  }
 });
 t.teardown(() => {
   try {
