@@ -23,7 +23,7 @@ async function main(): Promise<number> {
     say(`demo: loading the XDP balancer onto ${lab.lb.ns}/${lab.lb.ifname}`);
     bal = startLabBalancer(lab);
     say('');
-    for (const svc of bal.services.filter((x) => x.proto === 'tcp')) {
+    for (const svc of bal.services) {
       say(`demo: ${REQUESTS} HTTP requests from ${lab.client} to ${svc.vip}:${svc.port} (${svc.mode})`);
       const res = await clientRequests(lab, svc.vip, svc.port, REQUESTS, { concurrency: 10 });
       say(`  answered ${res.ok}/${res.total} in ${res.elapsedMs} ms; backends saw client ${Object.keys(res.clientAddrs).join(', ')}`);
