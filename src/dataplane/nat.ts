@@ -361,10 +361,12 @@ export class Nat {
     for (const [f, r] of pairs) {
       const m = this.merged(f.value, r.value);
       if (now - m.lastSeen <= this.timeoutOf(m.state)) continue;
+      // Reverse first, then the forward entry only if it is still the expired one: a client packet
+      // that comes in between finds it stale and builds a new pair (nat_forward), which must stay.
+      // The other order could delete the reverse half of such a new pair, with nothing to repair it.
       if (!unchanged(f) || !unchanged(r)) continue;
-      // Forward first: a packet arriving in between then builds a new pair instead of using half of one.
-      if (this.maps.nat_conns.delete(f.keyBuf)) deleted++;
       if (this.maps.nat_conns.delete(r.keyBuf)) deleted++;
+      if (unchanged(f) && this.maps.nat_conns.delete(f.keyBuf)) deleted++;
       connections++;
     }
     for (const e of orphans) {

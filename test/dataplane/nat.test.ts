@@ -192,6 +192,39 @@ t.test('sweep keeps an entry the data path refreshed between the read and the de
   t.ok(has(c.fwd) && has(c.rev), 'both entries still there');
 });
 
+t.test('sweep deletes the reverse half first and keeps a forward entry rebuilt in between', async (t) => {
+  clearTable();
+  const now = monotonicNs();
+  const c = conn({ client: '192.0.2.32', cport: 32, state: NAT_STATE.udp, age: 60n * S, now, proto: 17 });
+  const fkey = natKey.encode(c.fwd);
+  let reads = 0;
+  const order: string[] = [];
+  const racing = new Nat({
+    ...lb.maps,
+    nat_conns: {
+      maxEntries: lb.maps.nat_conns.maxEntries,
+      keys: () => lb.maps.nat_conns.keys(),
+      update: (k, v) => lb.maps.nat_conns.update(k, v),
+      delete: (k) => {
+        order.push(k.equals(fkey) ? 'forward' : 'reverse');
+        return lb.maps.nat_conns.delete(k);
+      },
+      lookup: (k) => {
+        // Third read of the forward entry: after the reverse half is gone, as nat_forward would
+        // find it, the client's next packet has rebuilt the connection.
+        if (k.equals(fkey) && ++reads === 3) {
+          const e = natEntry.decode(lb.maps.nat_conns.lookup(k)!);
+          lb.maps.nat_conns.update(k, natEntry.encode({ ...e, lastSeen: monotonicNs() }));
+        }
+        return lb.maps.nat_conns.lookup(k);
+      },
+    },
+  });
+  racing.sweep(now);
+  t.same(order, ['reverse'], 'the reverse entry went first, the rebuilt forward entry was not deleted');
+  t.ok(has(c.fwd) && !has(c.rev), 'forward kept, reverse gone');
+});
+
 t.test('the periodic sweeper runs in the background and stops', async (t) => {
   clearTable();
   const now = monotonicNs();
