@@ -22,8 +22,6 @@ import {
   natEntry,
   natKey,
   u32Key,
-  type NatEntry,
-  type NatKey,
   type NatState,
   type Proto,
 } from './abi.js';
@@ -66,6 +64,12 @@ export const DEFAULT_NAT_SETTINGS: Readonly<NatSettings> = Object.freeze({
 
 /** A reverse entry whose forward entry is missing is half-built for this long (nat_forward inserts reverse first). */
 export const ORPHAN_GRACE_NS = 2_000_000_000n;
+/**
+ * The sweeper deletes a connection this long after its timeout. By then the data path (whose
+ * coarse clock may lag ours by a tick) has treated it as absent for a while and never touches it
+ * again: it only rebuilds it, which the sweeper detects.
+ */
+export const SWEEP_GRACE_NS = 1_000_000_000n;
 
 export function validateNatSettings(s: NatSettings): void {
   const bad: string[] = [];
@@ -164,29 +168,73 @@ export interface SweepReport {
 }
 
 export interface NatMaps {
-  nat_conns: MapHandle;
+  /** src/bpf's BpfMap reads it in batches; without lookupBatch, one key at a time */
+  nat_conns: MapHandle & { lookupBatch?(chunk?: number): Iterable<{ keys: Buffer; values: Buffer; count: number }> };
   nat_cfg: MapHandle;
   tx_ports: MapHandle;
 }
 
-interface RawEntry {
-  keyBuf: Buffer;
-  key: NatKey;
-  value: NatEntry;
-  valueBuf: Buffer;
+/**
+ * The table as read: keys and values back to back, as the map stores them, with 32-bit views. A
+ * sweep of a million entries reads words straight out of these and pairs entries through an
+ * open-addressing table of their key hashes, without an object or a string per entry.
+ */
+interface Table {
+  keys: Buffer;
+  values: Buffer;
+  /** key i is k32[4i .. 4i+3]: saddr, daddr, sport | dport << 16, proto | dir << 8 (raw, little-endian loads) */
+  k32: Uint32Array;
+  /** value i is v32[8i .. 8i+7]: saddr, daddr, ports, service_id, backend_id | state << 16 | flags << 24, pad, last_seen lo, hi */
+  v32: Uint32Array;
+  n: number;
 }
 
-function partnerKey(k: NatKey, v: NatEntry): NatKey {
-  return { saddr: v.daddr, daddr: v.saddr, sport: v.dport, dport: v.sport, proto: k.proto, dir: k.dir ^ 1 };
+const KS = 16; // natKey.size
+const VS = 32; // natEntry.size
+
+function words(b: Buffer): Uint32Array {
+  const a = b.byteOffset % 4 === 0 ? b : Buffer.from(b);
+  return new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
 }
 
-function pointsTo(p: NatEntry, k: NatKey): boolean {
-  return p.saddr === k.daddr && p.daddr === k.saddr && p.sport === k.dport && p.dport === k.sport;
+/** murmur3's finaliser: the table takes the low bits, which multiplication alone leaves blind to high input bits. */
+function fmix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
-function keyId(b: Buffer): string {
-  return b.toString('hex');
+function mix4(a: number, b: number, c: number, d: number): number {
+  return fmix(Math.imul(fmix(Math.imul(fmix(a ^ 0x9e3779b9) ^ b, 0x01000193)) ^ c, 0x01000193) ^ d);
 }
+
+const rot16 = (x: number): number => ((x >>> 16) | (x << 16)) >>> 0;
+
+const keyHash = (t: Table, i: number): number => mix4(t.k32[4 * i] ?? 0, t.k32[4 * i + 1] ?? 0, t.k32[4 * i + 2] ?? 0, t.k32[4 * i + 3] ?? 0);
+
+/** The hash of entry i's partner key: its value's tuple swapped, the direction flipped (nat_partner_key()). */
+const partnerHash = (t: Table, i: number): number =>
+  mix4(t.v32[8 * i + 1] ?? 0, t.v32[8 * i] ?? 0, rot16(t.v32[8 * i + 2] ?? 0), ((t.k32[4 * i + 3] ?? 0) ^ 0x100) >>> 0);
+
+/** Whether entry j's key is entry i's partner key. */
+function isPartnerKey(t: Table, i: number, j: number): boolean {
+  const k = t.k32;
+  const v = t.v32;
+  return (
+    k[4 * j] === v[8 * i + 1] &&
+    k[4 * j + 1] === v[8 * i] &&
+    k[4 * j + 2] === rot16(v[8 * i + 2] ?? 0) &&
+    k[4 * j + 3] === (((k[4 * i + 3] ?? 0) ^ 0x100) >>> 0)
+  );
+}
+
+const dirAt = (t: Table, i: number): number => ((t.k32[4 * i + 3] ?? 0) >>> 8) & 0xff;
+const stateAt = (t: Table, i: number): number => ((t.v32[8 * i + 4] ?? 0) >>> 16) & 0xff;
+const flagsAt = (t: Table, i: number): number => (t.v32[8 * i + 4] ?? 0) >>> 24;
+/** last seen as a Number of ns: exact to 2^53 ns (104 days of uptime), a few ns coarse after, which no timeout notices */
+const seenAt = (t: Table, i: number): number => (t.v32[8 * i + 7] ?? 0) * 4294967296 + (t.v32[8 * i + 6] ?? 0);
+const keyAt = (t: Table, i: number): Buffer => Buffer.from(t.keys.subarray(i * KS, (i + 1) * KS));
+const valueAt = (t: Table, i: number): Buffer => t.values.subarray(i * VS, (i + 1) * VS);
 
 /** CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_coarse_ns() reads (coarse: up to a tick behind). */
 export function monotonicNs(): bigint {
@@ -196,6 +244,8 @@ export function monotonicNs(): bigint {
 export class Nat {
   private readonly maps: NatMaps;
   private current: NatSettings = structuredClone(DEFAULT_NAT_SETTINGS) as NatSettings;
+  /** current.timeouts in ns, by state - 1 */
+  private timeouts: [number, number, number, number] | undefined;
 
   constructor(maps: NatMaps) {
     this.maps = maps;
@@ -232,6 +282,7 @@ export class Nat {
     validateNatSettings(next);
     const buf = natCfg.encode({ sources: next.sources, portMin: next.portMin, portMax: next.portMax, timeoutNs: timeoutNs(next.timeouts) });
     this.current = next;
+    this.timeouts = undefined;
     const cur = this.maps.nat_cfg.lookup(u32Key(0));
     if (cur && cur.equals(buf)) return false;
     this.maps.nat_cfg.update(u32Key(0), buf);
@@ -257,128 +308,182 @@ export class Nat {
     return [...this.maps.tx_ports.keys()].map((k) => k.readUInt32LE(0)).sort((a, b) => a - b);
   }
 
-  /** Every entry as the map holds it (a snapshot: one key walk, then the values). */
-  private snapshot(): Map<string, RawEntry> {
-    const out = new Map<string, RawEntry>();
-    const keys = [...this.maps.nat_conns.keys()];
-    for (const keyBuf of keys) {
-      const id = keyId(keyBuf);
-      if (out.has(id)) continue; // a walk that restarted after a concurrent delete repeats keys
-      const valueBuf = this.maps.nat_conns.lookup(keyBuf);
-      if (!valueBuf) continue;
-      out.set(id, { keyBuf, key: natKey.decode(keyBuf), value: natEntry.decode(valueBuf), valueBuf });
-    }
-    return out;
-  }
-
-  private timeoutOf(state: number): bigint {
-    const t = timeoutNs(this.current.timeouts);
-    return t[(state - 1) & 3] ?? 0n;
-  }
-
-  /** Pairs forward entries with their reverse ones; what is left over is an orphan. */
-  private pairs(snap: Map<string, RawEntry>): { pairs: [RawEntry, RawEntry][]; orphans: RawEntry[] } {
-    const pairs: [RawEntry, RawEntry][] = [];
-    const paired = new Set<string>();
-    for (const [id, e] of snap) {
-      if (e.key.dir !== NAT_DIR.forward) continue;
-      const pk = natKey.encode(partnerKey(e.key, e.value));
-      const p = snap.get(keyId(pk));
-      if (p && pointsTo(p.value, e.key) && pointsTo(e.value, p.key)) {
-        pairs.push([e, p]);
-        paired.add(id);
-        paired.add(keyId(pk));
+  /** Every entry as the map holds it: batches of a few thousand per system call where possible. */
+  private read(): Table {
+    const m = this.maps.nat_conns;
+    const ks: Buffer[] = [];
+    const vs: Buffer[] = [];
+    let n = 0;
+    if (m.lookupBatch) {
+      for (const b of m.lookupBatch()) {
+        ks.push(b.keys);
+        vs.push(b.values);
+        n += b.count;
+      }
+    } else {
+      const seen = new Set<string>();
+      for (const k of [...m.keys()]) {
+        const id = k.toString('latin1');
+        if (seen.has(id)) continue; // a walk that restarted after a concurrent delete repeats keys
+        seen.add(id);
+        const v = m.lookup(k);
+        if (!v) continue;
+        ks.push(k);
+        vs.push(v);
+        n++;
       }
     }
-    const orphans = [...snap].filter(([id]) => !paired.has(id)).map(([, e]) => e);
-    return { pairs, orphans };
+    const keys = Buffer.concat(ks);
+    const values = Buffer.concat(vs);
+    return { keys, values, k32: words(keys), v32: words(values), n };
   }
 
-  private merged(a: NatEntry, b: NatEntry): { state: number; lastSeen: bigint } {
-    return { state: Math.max(a.state, b.state), lastSeen: a.lastSeen > b.lastSeen ? a.lastSeen : b.lastSeen };
+  private timeoutOf(state: number): number {
+    this.timeouts ??= timeoutNs(this.current.timeouts).map(Number) as [number, number, number, number];
+    return this.timeouts[(state - 1) & 3] ?? 0;
   }
 
-  /** Active connections, both directions merged, oldest activity first. */
+  /**
+   * partner[i] = j when entries i and j are the two halves of one connection (each is the
+   * other's swapped tuple), else -1: an orphan.
+   */
+  private pair(t: Table): Int32Array {
+    // Open addressing over a typed array (slot = entry index + 1, linear probing, load <= 1/2):
+    // a JS Map of a million keys costs several times more.
+    let size = 2;
+    while (size < 2 * t.n) size *= 2;
+    const mask = size - 1;
+    const slots = new Int32Array(size);
+    for (let i = 0; i < t.n; i++) {
+      let s = keyHash(t, i) & mask;
+      while (slots[s] !== 0) s = (s + 1) & mask;
+      slots[s] = i + 1;
+    }
+    const partner = new Int32Array(t.n).fill(-1);
+    for (let i = 0; i < t.n; i++) {
+      if (dirAt(t, i) !== NAT_DIR.forward) continue;
+      for (let s = partnerHash(t, i) & mask; slots[s] !== 0; s = (s + 1) & mask) {
+        const j = (slots[s] ?? 0) - 1;
+        if (isPartnerKey(t, i, j) && isPartnerKey(t, j, i)) {
+          partner[i] = j;
+          partner[j] = i;
+          break;
+        }
+      }
+    }
+    return partner;
+  }
+
+  /** A connection's state and last-seen: the later of its halves (they differ only mid-update). */
+  private merged(t: Table, i: number, j: number): { state: number; seen: number } {
+    return { state: Math.max(stateAt(t, i), stateAt(t, j)), seen: Math.max(seenAt(t, i), seenAt(t, j)) };
+  }
+
+  /** Active connections, both directions merged, longest idle first. */
   connections(now: bigint = monotonicNs()): NatConnection[] {
-    const { pairs } = this.pairs(this.snapshot());
+    const t = this.read();
+    const partner = this.pair(t);
+    const nowN = Number(now);
     const out: NatConnection[] = [];
-    for (const [f, r] of pairs) {
-      const m = this.merged(f.value, r.value);
-      const idle = now - m.lastSeen;
+    for (let i = 0; i < t.n; i++) {
+      const j = partner[i] ?? -1;
+      if (j < 0 || dirAt(t, i) !== NAT_DIR.forward) continue;
+      const m = this.merged(t, i, j);
+      const idle = nowN - m.seen;
+      const k = natKey.decode(keyAt(t, i));
+      const v = natEntry.decode(valueAt(t, i));
       out.push({
-        proto: PROTO_NAMES[f.key.proto] ?? 'tcp',
-        client: f.key.saddr,
-        clientPort: f.key.sport,
-        vip: f.key.daddr,
-        vipPort: f.key.dport,
-        backend: f.value.daddr,
-        backendPort: f.value.dport,
-        source: f.value.saddr,
-        sourcePort: f.value.sport,
-        fullNat: (f.value.flags & NAT_F_FULL) !== 0,
-        serviceId: f.value.serviceId,
-        backendId: f.value.backendId,
+        proto: PROTO_NAMES[k.proto] ?? 'tcp',
+        client: k.saddr,
+        clientPort: k.sport,
+        vip: k.daddr,
+        vipPort: k.dport,
+        backend: v.daddr,
+        backendPort: v.dport,
+        source: v.saddr,
+        sourcePort: v.sport,
+        fullNat: (v.flags & NAT_F_FULL) !== 0,
+        serviceId: v.serviceId,
+        backendId: v.backendId,
         state: NAT_STATE_NAMES[m.state] ?? 'tcpNew',
-        idleMs: Math.max(0, Number(idle / 1_000_000n)),
-        expiresInMs: Number((this.timeoutOf(m.state) - idle) / 1_000_000n),
+        idleMs: Math.max(0, Math.round(idle / 1e6)),
+        expiresInMs: Math.round((this.timeoutOf(m.state) - idle) / 1e6),
       });
     }
     return out.sort((a, b) => b.idleMs - a.idleMs);
   }
 
   count(now: bigint = monotonicNs()): NatCount {
-    const snap = this.snapshot();
-    const { pairs, orphans } = this.pairs(snap);
+    const t = this.read();
+    const partner = this.pair(t);
+    const nowN = Number(now);
     const byState: Record<NatState, number> = { tcpNew: 0, tcpEstablished: 0, tcpClosing: 0, udp: 0 };
+    let connections = 0;
+    let orphans = 0;
     let expired = 0;
     let fullNat = 0;
-    for (const [f, r] of pairs) {
-      const m = this.merged(f.value, r.value);
+    for (let i = 0; i < t.n; i++) {
+      const j = partner[i] ?? -1;
+      if (j < 0) {
+        orphans++;
+        continue;
+      }
+      if (dirAt(t, i) !== NAT_DIR.forward) continue;
+      connections++;
+      const m = this.merged(t, i, j);
       const name = NAT_STATE_NAMES[m.state];
       if (name) byState[name]++;
-      if (now - m.lastSeen > this.timeoutOf(m.state)) expired++;
-      if (f.value.flags & NAT_F_FULL) fullNat++;
+      if (nowN - m.seen > this.timeoutOf(m.state)) expired++;
+      if (flagsAt(t, i) & NAT_F_FULL) fullNat++;
     }
-    return { connections: pairs.length, entries: snap.size, orphans: orphans.length, fullNat, byState, expired };
+    return { connections, entries: t.n, orphans, fullNat, byState, expired };
   }
 
   /**
-   * Deletes connections idle past their state's timeout, forward entries whose reverse half is
-   * gone, and reverse entries left without a forward one for longer than ORPHAN_GRACE_NS. Each
-   * entry is read again right before its delete, and kept if the data path touched it meanwhile.
+   * Deletes connections idle past their state's timeout (plus SWEEP_GRACE_NS), forward entries
+   * whose reverse half is gone, and reverse entries left without a forward one for longer than
+   * ORPHAN_GRACE_NS. A forward entry is read again right before its delete and kept if the data
+   * path rebuilt it meanwhile (a new connection on the same tuple).
    */
   sweep(now: bigint = monotonicNs()): SweepReport {
     const started = Date.now();
-    const snap = this.snapshot();
-    const { pairs, orphans } = this.pairs(snap);
+    const t = this.read();
+    const partner = this.pair(t);
+    const nowN = Number(now);
+    const grace = Number(SWEEP_GRACE_NS);
+    const m = this.maps.nat_conns;
     let connections = 0;
     let lone = 0;
     let deleted = 0;
-    const unchanged = (e: RawEntry): boolean => {
-      const v = this.maps.nat_conns.lookup(e.keyBuf);
-      return v !== undefined && v.equals(e.valueBuf);
+    const unchanged = (i: number): Buffer | undefined => {
+      const k = keyAt(t, i);
+      const v = m.lookup(k);
+      return v !== undefined && v.equals(valueAt(t, i)) ? k : undefined;
     };
-    for (const [f, r] of pairs) {
-      const m = this.merged(f.value, r.value);
-      if (now - m.lastSeen <= this.timeoutOf(m.state)) continue;
-      // Reverse first, then the forward entry only if it is still the expired one: a client packet
-      // that comes in between finds it stale and builds a new pair (nat_forward), which must stay.
-      // The other order could delete the reverse half of such a new pair, with nothing to repair it.
-      if (!unchanged(f) || !unchanged(r)) continue;
-      if (this.maps.nat_conns.delete(r.keyBuf)) deleted++;
-      if (unchanged(f) && this.maps.nat_conns.delete(f.keyBuf)) deleted++;
-      connections++;
-    }
-    for (const e of orphans) {
-      const idle = now - e.value.lastSeen;
-      if (e.key.dir === NAT_DIR.reverse && idle <= ORPHAN_GRACE_NS) continue;
-      if (!unchanged(e)) continue;
-      if (this.maps.nat_conns.delete(e.keyBuf)) {
+    for (let i = 0; i < t.n; i++) {
+      const j = partner[i] ?? -1;
+      if (j >= 0) {
+        if (dirAt(t, i) !== NAT_DIR.forward) continue;
+        const mg = this.merged(t, i, j);
+        if (nowN - mg.seen <= this.timeoutOf(mg.state) + grace) continue;
+        // Reverse first, then the forward entry only if it is still the expired one: a client
+        // packet that comes in between finds it stale and builds a new pair (nat_forward), which
+        // must stay. The other order could delete the reverse half of such a new pair, with
+        // nothing to repair it.
+        if (m.delete(keyAt(t, j))) deleted++;
+        const fk = unchanged(i);
+        if (fk && m.delete(fk)) deleted++;
+        connections++;
+        continue;
+      }
+      if (dirAt(t, i) === NAT_DIR.reverse && nowN - seenAt(t, i) <= Number(ORPHAN_GRACE_NS)) continue;
+      const k = unchanged(i);
+      if (k && m.delete(k)) {
         deleted++;
         lone++;
       }
     }
-    return { connections, orphans: lone, remaining: snap.size - deleted, elapsedMs: Date.now() - started };
+    return { connections, orphans: lone, remaining: t.n - deleted, elapsedMs: Date.now() - started };
   }
 
   /** Sweeps every intervalMs until stop(); the timer does not keep the process alive. */

@@ -477,7 +477,7 @@ t.test('full-NAT ports: a taken port is skipped, a full range drops, a freed por
 
   // Sweeping one idle connection returns its port: the next connection gets exactly that one.
   const victim = lb.nat.connections().find((c) => c.vip === VIP && c.sourcePort >= 31000 && c.sourcePort <= 31003)!;
-  age({ saddr: victim.client, daddr: VIP, sport: victim.clientPort, dport: 80, proto: 6, dir: NAT_DIR.forward }, 31);
+  age({ saddr: victim.client, daddr: VIP, sport: victim.clientPort, dport: 80, proto: 6, dir: NAT_DIR.forward }, 35);
   const swept = lb.nat.sweep();
   t.equal(swept.connections, 1, 'the sweeper deleted that one connection');
   // A client whose hash picks the freed port's address: that port is the only one left there.
