@@ -3,9 +3,12 @@
  * balancer.bpf.c - the XDP load balancer.
  *
  * Packet's way: parse -> is the destination a VIP (bit filter, then service lookup)? -> flow table
- * or Maglev ring picks the backend -> forward by the service's mode (l2dsr, ipip). Anything not
- * for a service passes untouched; anything for a service that we cannot handle safely gets a
- * counted verdict (enum lb_reason). One exit: every path counts its reason in balance_xdp().
+ * or Maglev ring picks the backend -> forward by the service's mode (l2dsr, ipip). nat services
+ * branch off after the service lookup to their own connection table (lib/nat.h); replies from NAT
+ * backends are recognised by a second bit filter on the source, checked only for traffic that is
+ * not to a service. Anything not for a service passes untouched; anything for a service that we
+ * cannot handle safely gets a counted verdict (enum lb_reason). One exit: every path counts its
+ * reason in balancer_entry().
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -21,6 +24,7 @@
 #include "lib/maps.h"
 #include "lib/flow.h"
 #include "lib/forward.h"
+#include "lib/nat.h"
 
 /* Multiplicative fold of the destination address into the VIP filter's bit index. */
 static __always_inline int vip_filter_hit(__be32 daddr)
@@ -72,7 +76,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	}
 	if (!vip_filter_hit(iph->daddr)) {
 		*reason = LB_R_PASS_NOT_VIP;
-		return XDP_PASS;
+		goto not_service;
 	}
 
 	/* From here on the packet is addressed to a VIP: every oddity gets a counted verdict. */
@@ -149,12 +153,15 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	svc = bpf_map_lookup_elem(&services, &key);
 	if (!svc) {
 		*reason = LB_R_PASS_NOT_SERVICE;
-		return XDP_PASS;
+		goto not_service;
 	}
 	if (ihl_len != sizeof(*iph)) {
 		*reason = LB_R_DROP_IP_OPTIONS;
 		return XDP_DROP;
 	}
+	/* Unlikely for the compiler: block layout and register spills favour the DSR paths. */
+	if (__builtin_expect(svc->mode == LB_MODE_NAT, 0))
+		return nat_forward(ctx, svc, eth, iph, end, vlan, reason);
 	cfg = bpf_map_lookup_elem(&ctl, &zero);
 	if (!cfg)
 		return XDP_ABORTED;
@@ -184,6 +191,13 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		*reason = LB_R_PASS_NOT_MODE;
 		return XDP_PASS;
 	}
+
+not_service:
+	/* A NAT reply goes to the client (or to our full-NAT address), never to a VIP: it lands here,
+	 * also when its destination only collides with a VIP in the filter. */
+	if (__builtin_expect(nat_filter_hit(iph->saddr), 0))
+		return nat_reply(ctx, eth, iph, end, vlan, reason);
+	return XDP_PASS;
 }
 
 /* The entry's whole work, kept apart so bpf/bench_balancer.bpf.c can include and time it. */

@@ -8,16 +8,17 @@
  * first iteration already put in the flow table. The wrapper runs the balancer's real entry
  * (balancer_entry(), the body of xdp_balancer) and around it:
  *   - before: writes the iteration's client tuple into the packet (bench_cfg.mode);
- *   - after:  undoes an encapsulation (adjust_head back by 20) and restores the Ethernet header,
- *             so the next iteration sees the original frame again;
+ *   - after:  undoes an encapsulation (adjust_head back by 20) and restores the headers
+ *             (Ethernet, IPv4, TCP: NAT rewrites all three), so the next iteration sees the
+ *             original frame again;
  *   - after:  with bench_cfg.forget, removes the flow the balancer just inserted, so the flow
  *             table is left as it was and the next new flow misses for real.
  * xdp_bench_null does the same bookkeeping without the balancer: its time is the wrapper's own
  * cost, which the control plane subtracts. The object shares the balancer's maps, so the
  * balancer's own counters (reasons, service_stats) tell which path every iteration took.
  *
- * The packet must be Ethernet + IPv4 without options + TCP/UDP; client tuple j becomes source
- * address 10.128.0.0 + (j >> 16) and source port j & 0xffff.
+ * The packet must be Ethernet + IPv4 without options + TCP without options (or anything at least
+ * that long); client tuple j becomes source address 10.128.0.0 + (j >> 16) and source port j & 0xffff.
  */
 #include "balancer.bpf.c"
 
@@ -33,6 +34,7 @@ enum bench_mode {
 #define BENCH_DADDR_OFF (BENCH_L2 + 16)
 #define BENCH_PORTS_OFF (BENCH_L2 + 20)
 #define BENCH_ENCAP 20 /* sizeof(struct iphdr): what fwd_ipip pushes */
+#define BENCH_HDR (BENCH_L2 + 20 + 20) /* what the wrapper saves and restores */
 
 /* Written by user space between runs: array key 0. */
 struct bench_cfg {
@@ -80,14 +82,14 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 	__u32 zero = 0, len = end - data, j = 0;
 	struct bench_state *st = bpf_map_lookup_elem(&bench_state, &zero);
 	struct bench_cfg *cfg = bpf_map_lookup_elem(&bench_cfg, &zero);
-	__u8 eth[BENCH_L2];
+	__u8 hdr[BENCH_HDR];
 	__u32 saddr, daddr, ports;
 	__u8 proto;
 	int action = XDP_TX;
 
 	if (!st || !cfg)
 		return XDP_ABORTED;
-	if (data + BENCH_PORTS_OFF + 4 > end) {
+	if (data + BENCH_HDR > end) {
 		st->bad++;
 		return XDP_ABORTED;
 	}
@@ -109,7 +111,7 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 		*(__be16 *)(data + BENCH_PORTS_OFF) = bpf_htons(j & 0xffff);
 	}
 	st->iter++;
-	__builtin_memcpy(eth, data, BENCH_L2);
+	__builtin_memcpy(hdr, data, BENCH_HDR);
 	saddr = *(__u32 *)(data + BENCH_SADDR_OFF);
 	daddr = *(__u32 *)(data + BENCH_DADDR_OFF);
 	ports = ((__u32) * (__u16 *)(data + BENCH_PORTS_OFF) << 16) | *(__u16 *)(data + BENCH_PORTS_OFF + 2);
@@ -129,11 +131,11 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 		data = (void *)(long)ctx->data;
 		end = (void *)(long)ctx->data_end;
 	}
-	if (data + BENCH_L2 > end) {
+	if (data + BENCH_HDR > end) {
 		st->bad++;
 		return XDP_ABORTED;
 	}
-	__builtin_memcpy(data, eth, BENCH_L2);
+	__builtin_memcpy(data, hdr, BENCH_HDR);
 
 	if (cfg->forget) {
 		struct lb_hash h = lb_hash3(saddr, daddr, ports, hash_seed ^ proto);

@@ -23,6 +23,7 @@ enum lb_mode {
 /* lb_service.flags */
 #define LB_SVC_F_HASH_SRC_ONLY (1U << 0) /* ring hash over the client address only */
 #define LB_SVC_F_DOWN_PASS (1U << 1)     /* no usable backend: XDP_PASS instead of drop */
+#define LB_SVC_F_FULL_NAT (1U << 2)      /* nat: the source becomes an LB address and port too */
 
 /* lb_backend.flags */
 #define LB_BE_F_VALID (1U << 0) /* slot holds a live backend; flows to a cleared slot re-hash */
@@ -130,7 +131,81 @@ enum lb_reason {
 	LB_R_DROP_ENCAP,          /* could not grow the packet, or no IPIP source address set */
 	LB_R_ICMP_TOO_BIG,        /* ICMP fragmentation-needed about a VIP flow (also counted as forwarded) */
 	LB_R_PASS_NOT_MODE,       /* service mode this program does not handle */
+	LB_R_TX_NAT,              /* nat: translated toward the backend, out the same interface */
+	LB_R_REDIRECT_NAT,        /* nat: translated toward the backend, out another interface */
+	LB_R_TX_NAT_REPLY,        /* nat: a backend's reply translated back, out the same interface */
+	LB_R_REDIRECT_NAT_REPLY,  /* nat: a backend's reply translated back, out another interface */
+	LB_R_PASS_NAT_KERNEL,     /* nat: translated, handed to the kernel to forward (next hop unresolved, VLAN, egress not in tx_ports) */
+	LB_R_PASS_NOT_NAT,        /* from a NAT backend's address, but no live connection entry: untouched */
+	LB_R_PASS_NAT_TTL,        /* nat: TTL would expire here: untouched, the kernel answers */
+	LB_R_PASS_NAT_ICMP,       /* ICMP to a nat service: left to the kernel (not translated) */
+	LB_R_DROP_NAT_NO_ROUTE,   /* nat: no route to the translated destination */
+	LB_R_DROP_NAT_MTU,        /* nat: the packet exceeds the egress MTU */
+	LB_R_DROP_NAT_NO_PORT,    /* full NAT: every probed source port is taken */
+	LB_R_DROP_NAT_NO_SOURCE,  /* full NAT: no source address or port range configured */
+	LB_R_DROP_NAT_CONFLICT,   /* nat: the reply tuple belongs to a live connection of another client */
+	LB_R_DROP_NAT_TABLE_FULL, /* nat: the connection table is full */
 	LB_R_MAX,
 };
+
+/*
+ * NAT connection table (hash map nat_conns): every connection has two entries, one per direction,
+ * each keyed by the 5-tuple as it arrives in that direction:
+ *   forward  client:port -> VIP:port                                      (LB_NAT_DIR_FWD)
+ *   reverse  backend:port -> client:port, or -> LB source:port in full NAT  (LB_NAT_DIR_REV)
+ * and each holding the tuple to rewrite that packet to. The partner of an entry is found by
+ * swapping its value (source <-> destination), so neither stores the other's key.
+ */
+#define LB_NAT_DIR_FWD 0
+#define LB_NAT_DIR_REV 1
+
+/* lb_nat_entry.state; both entries of a connection carry the same state (see bpf/lib/nat.h). */
+enum lb_nat_state {
+	LB_NAT_TCP_NEW = 1,     /* TCP, the backend has not answered yet */
+	LB_NAT_TCP_EST = 2,     /* TCP, the backend answered */
+	LB_NAT_TCP_CLOSING = 3, /* TCP, FIN or RST seen in either direction */
+	LB_NAT_UDP = 4,
+};
+
+/* lb_nat_entry.flags */
+#define LB_NAT_F_FULL (1U << 0) /* full NAT: the forward rewrite changes the source too */
+
+/* Full-NAT source addresses: a small array, chosen per connection by hash. */
+#define LB_NAT_MAX_SOURCES 4
+
+struct lb_nat_key {
+	__be32 saddr; /* network byte order, as on the wire */
+	__be32 daddr;
+	__be16 sport; /* network byte order */
+	__be16 dport;
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 dir;     /* LB_NAT_DIR_* */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct lb_nat_key) == 16, "lb_nat_key size");
+
+struct lb_nat_entry {
+	__be32 saddr;      /* the packet's new source, network byte order */
+	__be32 daddr;      /* its new destination */
+	__be16 sport;      /* network byte order */
+	__be16 dport;
+	__u32 service_id;  /* host order */
+	__u16 backend_id;  /* host order; the forward entry pins its connection to this backend */
+	__u8 state;        /* enum lb_nat_state */
+	__u8 flags;        /* LB_NAT_F_* */
+	__u32 pad;
+	__u64 last_seen;   /* host order, ns of CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
+};
+_Static_assert(sizeof(struct lb_nat_entry) == 32, "lb_nat_entry size");
+
+/* Node-wide NAT settings, written by the control plane: array key 0. */
+struct lb_nat_cfg {
+	__be32 source[LB_NAT_MAX_SOURCES]; /* full-NAT source addresses, network byte order */
+	__u32 n_sources;                   /* host order; how many of source[] are set */
+	__u16 port_min;                    /* host order; full-NAT source port range, inclusive */
+	__u16 port_max;
+	__u64 timeout_ns[4];               /* host order; idle timeout by state: index state - 1 */
+};
+_Static_assert(sizeof(struct lb_nat_cfg) == 56, "lb_nat_cfg size");
 
 #endif /* LB_ABI_H */

@@ -27,4 +27,32 @@ static __always_inline __u16 csum_ipv4_hdr(const void *hdr)
 	return csum_fold32(sum);
 }
 
+/*
+ * Incremental update (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). A rewrite collects ~old + new of
+ * every changed field in a 64-bit accumulator: a 32-bit word adds as its two 16-bit halves would,
+ * because 2^16 = 1 in one's complement arithmetic, so addresses and port pairs go in whole.
+ * Fields are added as loaded from the packet (network order on any host), like the checksum itself.
+ */
+static __always_inline __u64 csum_diff32(__u64 acc, __u32 from, __u32 to)
+{
+	return acc + (__u32)~from + to;
+}
+
+static __always_inline __u64 csum_diff16(__u64 acc, __u16 from, __u16 to)
+{
+	return acc + (__u16)~from + to;
+}
+
+/* The checksum after the changes in diff; at most 2^32 additions fit before the folds overflow. */
+static __always_inline __u16 csum_apply(__u16 check, __u64 diff)
+{
+	__u64 s = (__u16)~check + diff;
+
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)~s;
+}
+
 #endif /* LB_CSUM_H */

@@ -104,4 +104,53 @@ struct {
 	__type(value, __u64);
 } reasons SEC(".maps");
 
+/*
+ * NAT. A plain (preallocated) hash, not an LRU one: an LRU map could evict one entry of a pair
+ * behind our back, and an evicted full-NAT reverse entry would free a port that the forward entry
+ * still uses. Here an insert into a full table fails, and that failure gets a counted verdict.
+ * Two entries per connection: 2^18 entries hold 131072 connections (about 25 MiB).
+ */
+#ifndef LB_NAT_ENTRIES
+#define LB_NAT_ENTRIES (1U << 18)
+#endif
+/* Interfaces XDP_REDIRECT may send translated packets out of (key and value: ifindex). */
+#define LB_TX_PORTS 64
+const volatile enum lb_nat_state lb_nat_state_names = LB_NAT_TCP_NEW;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_NAT_ENTRIES);
+	__type(key, struct lb_nat_key);
+	__type(value, struct lb_nat_entry);
+} nat_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct lb_nat_cfg);
+} nat_cfg SEC(".maps");
+
+/*
+ * A bit per folded NAT backend address (the VIP filter's fold, on the source): replies come from
+ * backends, so traffic from anywhere else skips the connection-table lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_VIP_FILTER_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} nat_filter SEC(".maps");
+
+/*
+ * A devmap rather than bpf_redirect(): the kernel batches frames per destination device. Not
+ * pinned (src/dataplane/loader.ts): the control plane fills it from the interfaces it attaches to.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, LB_TX_PORTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tx_ports SEC(".maps");
+
 #endif /* LB_MAPS_H */

@@ -7,6 +7,11 @@
  * VIP cases run through bpf/bench_balancer.bpf.c, which undoes the balancer's rewrite after each
  * iteration (see there); that wrapper's own cost (xdp_bench_null minus xdp_bench_empty, measured
  * alongside) is subtracted from the figure, and the raw figure is kept in the JSON too.
+ *
+ * NAT cases (natSpecs) go through the same wrapper, which restores the headers NAT rewrites: an
+ * established connection's forward packet and its backend's reply, for the LB-as-gateway mode and
+ * for full NAT, and a new connection per iteration (two connection-table inserts, plus the port
+ * probe in full NAT).
  */
 import { BpfObject, inNetns, ifIndex, testRun, XdpAction, type BpfProgram } from '../bpf/index.js';
 import { LbError } from '../errors.js';
@@ -65,6 +70,13 @@ const VIP_PORT = 80;
 const CLIENT = '10.127.0.1';
 const CLIENT_PORT = 40000;
 const NON_VIP = '10.250.0.9';
+const VIP_NAT = '10.200.0.3';
+const VIP_FULLNAT = '10.200.0.4';
+const NAT_BACKEND_PORT = 8080;
+/** NAT replies need a route back to the client: the bench namespace routes BACKEND_NET4 only. */
+const CLIENT_NAT = '203.0.113.200';
+/** New NAT connections stay in the table (two entries each): fewer per run than the other cases. */
+const NAT_NEW_REPEAT = 2000;
 const LB_MAC = '02:00:00:00:00:aa';
 const CLIENT_MAC = '02:00:00:00:00:01';
 
@@ -193,11 +205,15 @@ class Bench {
     dp.setCtl({ src4: BENCH_LOCAL4, clock: 1 });
     const backends = (net: string) =>
       Array.from({ length: 10 }, (_, i) => ({ address: `${net}.${i + 10}`, mac: `02:00:00:00:01:${(i + 16).toString(16)}`, weight: 1 }));
+    const natBackends = backends('203.0.113').map((b) => ({ address: b.address, port: NAT_BACKEND_PORT, weight: 1 }));
+    this.lb.nat.configure({ sources: [BENCH_LOCAL4], portMin: 1024, portMax: 65535 });
     dp.apply([
       { vip: VIP_L2, port: VIP_PORT, proto: 'tcp', mode: 'l2dsr', backends: backends('10.201.0') },
       { vip: VIP_IPIP, port: VIP_PORT, proto: 'tcp', mode: 'ipip', backends: backends('203.0.113') },
+      { vip: VIP_NAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', backends: natBackends },
+      { vip: VIP_FULLNAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', fullNat: true, backends: natBackends },
     ]);
-    this.serviceIds = [VIP_L2, VIP_IPIP].map((v) => {
+    this.serviceIds = [VIP_L2, VIP_IPIP, VIP_NAT, VIP_FULLNAT].map((v) => {
       const id = dp.serviceId(v, VIP_PORT, 'tcp');
       if (id === undefined) throw new LbError('ERR_LB_DATAPLANE', `service ${v}:${VIP_PORT} missing after apply`);
       return id;
@@ -319,6 +335,33 @@ class Bench {
   }
 }
 
+/**
+ * The NAT cases. Forward packets of one connection, and its backend's replies: the connection is
+ * opened first by one untimed pass of its SYN, and the reply's tuple is read from the table.
+ */
+function natSpecs(bench: Bench, repeat: number): Spec[] {
+  const fixed: WrapCfg = { mode: BENCH_FIXED, n: 0, base: 0, forget: 0 };
+  const out: Spec[] = [];
+  for (const [mode, vip, base] of [['nat', VIP_NAT, 0x20000000], ['fullnat', VIP_FULLNAT, 0x30000000]] as const) {
+    const fwd = tcpSyn(vip, CLIENT_NAT);
+    bench.setCfg(fixed);
+    bench.run(bench.wrap, fwd, 1);
+    const c = bench.lb.nat.connections().find((x) => x.vip === vip && x.client === CLIENT_NAT && x.clientPort === CLIENT_PORT);
+    if (!c) throw new LbError('ERR_LB_BPF_TEST_RUN', `the ${mode} connection for the reply case was not created`);
+    const reply = packet({
+      eth: { src: CLIENT_MAC, dst: LB_MAC },
+      ipv4: { src: c.backend, dst: c.source },
+      tcp: { srcPort: c.backendPort, dstPort: c.sourcePort, flags: ['SYN', 'ACK'] },
+    });
+    out.push(
+      { name: 'nat_new', mode, via: 'wrap', pkt: tcpSyn(vip), cfg: { mode: BENCH_SEQ, n: 0, base, forget: 0 }, repeat: NAT_NEW_REPEAT, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: true, encap: false },
+      { name: 'nat_forward', mode, via: 'wrap', pkt: fwd, cfg: fixed, repeat, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
+      { name: 'nat_reply', mode, via: 'wrap', pkt: reply, cfg: fixed, repeat, reason: 'TX_NAT_REPLY', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
+    );
+  }
+  return out;
+}
+
 function verify(s: Spec, acc: Acc): { ok: boolean; why: string[] } {
   const why: string[] = [];
   const n = acc.iterations;
@@ -402,6 +445,7 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           bench.setCfg(s.cfg);
           bench.run(bench.wrap, s.pkt, 1);
         }
+        main.push(...natSpecs(bench, repeat));
         log(`data path: ${main.length} cases x ${rounds} rounds x ${repeat} packets, beside the floor`);
         const accs = bench.measureAll(main, rounds, repeat, empties);
         const floorMain = main.flatMap((s) => (accs.get(s) as Acc).floor);

@@ -46,6 +46,10 @@ export interface Libbpf {
   bpf_map_delete_elem: Fn<[fd: number, key: Buffer], number>;
   bpf_map_get_next_key: Fn<[fd: number, key: Buffer | null, next: Buffer], number>;
   bpf_map_update_batch: Fn<[fd: number, keys: Buffer, values: Buffer, count: Buffer, opts: Buffer | null], number>;
+  bpf_map_lookup_batch: Fn<
+    [fd: number, inBatch: Buffer | null, outBatch: Buffer, keys: Buffer, values: Buffer, count: Buffer, opts: Buffer | null],
+    number
+  >;
   bpf_obj_pin: Fn<[fd: number, path: string], number>;
   bpf_obj_get: Fn<[path: string], number>;
   bpf_obj_get_info_by_fd: Fn<[fd: number, info: Buffer, len: Buffer], number>;
@@ -124,6 +128,8 @@ export function bpf(): Libbpf {
     bpf_map_get_next_key: 'int bpf_map_get_next_key(int fd, const void *key, void *next)',
     bpf_map_update_batch:
       'int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)',
+    bpf_map_lookup_batch:
+      'int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)',
     bpf_obj_pin: 'int bpf_obj_pin(int fd, const char *path)',
     bpf_obj_get: 'int bpf_obj_get(const char *path)',
     bpf_obj_get_info_by_fd: 'int bpf_obj_get_info_by_fd(int fd, void *info, void *len)',

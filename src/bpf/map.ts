@@ -326,6 +326,53 @@ export class BpfMap {
     throw libbpfErr('ERR_LB_BPF_MAP', `batch update of map ${this.name} failed after ${done} of ${count} entries`, ret);
   }
 
+  /**
+   * Read the whole map `chunk` entries per system call (bpf_map_lookup_batch): yields batches of
+   * `count` keys and values back to back (values as lookup() would return them; per-CPU maps:
+   * fullValueSize each). Entries changed meanwhile may be seen in either state, as with keys().
+   * Map types without batch support fall back to keys() and lookups, one entry per batch.
+   */
+  *lookupBatch(chunk = 16384): Generator<{ keys: Buffer; values: Buffer; count: number }> {
+    const vsz = this.fullValueSize;
+    // The position token is a bucket index for hashes, a key for arrays: room for either.
+    const tokenSize = Math.max(8, this.keySize);
+    let inBatch: Buffer | null = null;
+    for (let n = chunk; ; ) {
+      const outBatch = Buffer.alloc(tokenSize);
+      // Unzeroed: only the first `count` entries, which the kernel writes, are handed out.
+      const keys = Buffer.allocUnsafeSlow(this.keySize * n);
+      const values = Buffer.allocUnsafeSlow(vsz * n);
+      const cnt = Buffer.alloc(4);
+      cnt.writeUInt32LE(n);
+      const opts = Buffer.alloc(24); // struct bpf_map_batch_opts: sz, elem_flags, flags
+      opts.writeBigUInt64LE(24n, 0);
+      const ret = bpf().bpf_map_lookup_batch(this.fd, inBatch, outBatch, keys, values, cnt, opts);
+      const err = ret < 0 ? errnoName(ret) : null;
+      if (err === 'ENOSPC' && n < (1 << 20)) {
+        n *= 4; // one bucket holds more than n entries: retry the same position with more room
+        continue;
+      }
+      if (err === 'EINVAL' || err === 'ENOTSUPP' || err === 'EOPNOTSUPP') {
+        if (inBatch !== null) throw libbpfErr('ERR_LB_BPF_MAP', `batch lookup of map ${this.name} failed midway`, ret);
+        for (const k of this.keys()) {
+          const v = this.isPerCpu ? this.#lookupRaw(k) : this.lookup(k);
+          if (v) yield { keys: k, values: v, count: 1 };
+        }
+        return;
+      }
+      if (err !== null && err !== 'ENOENT') throw libbpfErr('ERR_LB_BPF_MAP', `batch lookup of map ${this.name} failed`, ret);
+      const got = cnt.readUInt32LE(0);
+      if (got > 0) yield { keys: keys.subarray(0, got * this.keySize), values: values.subarray(0, got * vsz), count: got };
+      if (err === 'ENOENT') return; // that was the last batch
+      inBatch = outBatch;
+    }
+  }
+
+  #lookupRaw(key: Buffer): Buffer | undefined {
+    const raw = Buffer.alloc(this.fullValueSize);
+    return this.#lookupInto(key, raw) ? raw : undefined;
+  }
+
   #lookupInto(key: Buffer, value: Buffer): boolean {
     this.#checkKey(key);
     const ret = bpf().bpf_map_lookup_elem(this.fd, key, value);

@@ -14,6 +14,7 @@ export const MODE_NAMES: Record<number, LbMode> = { 1: 'l2dsr', 2: 'ipip', 3: 'n
 
 export const SVC_F_HASH_SRC_ONLY = 1 << 0;
 export const SVC_F_DOWN_PASS = 1 << 1;
+export const SVC_F_FULL_NAT = 1 << 2;
 export const BE_F_VALID = 1 << 0;
 export const FAMILY_V4 = 4;
 export const FAMILY_V6 = 6;
@@ -332,6 +333,170 @@ export function sumCounters(perCpu: readonly Buffer[]): Counters {
   return total;
 }
 
+// ---- NAT (bpf/lib/nat.h) -------------------------------------------------------------------
+
+export const NAT_DIR = { forward: 0, reverse: 1 } as const;
+export const NAT_STATE = { tcpNew: 1, tcpEstablished: 2, tcpClosing: 3, udp: 4 } as const;
+export type NatState = keyof typeof NAT_STATE;
+export const NAT_STATE_NAMES: Record<number, NatState> = { 1: 'tcpNew', 2: 'tcpEstablished', 3: 'tcpClosing', 4: 'udp' };
+export const NAT_F_FULL = 1 << 0;
+export const NAT_MAX_SOURCES = 4;
+
+function ipv4At(b: Buffer, off: number): string {
+  return readAddr(b, off, FAMILY_V4);
+}
+
+function putIpv4(b: Buffer, off: number, addr: string): void {
+  if (!isIPv4(addr)) throw new LbError('ERR_LB_DATAPLANE', `not an IPv4 address: ${JSON.stringify(addr)}`);
+  writeAddr(b, off, addr);
+}
+
+/** A packet's 5-tuple as it arrives in one direction; ports in host order here, network order in the map. */
+export interface NatKey {
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  proto: number;
+  /** NAT_DIR */
+  dir: number;
+}
+
+export const natKey: Codec<NatKey> = {
+  cName: 'lb_nat_key',
+  size: 16,
+  fields: [
+    { name: 'saddr', offset: 0, size: 4 },
+    { name: 'daddr', offset: 4, size: 4 },
+    { name: 'sport', offset: 8, size: 2 },
+    { name: 'dport', offset: 10, size: 2 },
+    { name: 'proto', offset: 12, size: 1 },
+    { name: 'dir', offset: 13, size: 1 },
+    { name: 'pad', offset: 14, size: 2 },
+  ],
+  encode(v) {
+    const b = Buffer.alloc(16);
+    putIpv4(b, 0, v.saddr);
+    putIpv4(b, 4, v.daddr);
+    b.writeUInt16BE(v.sport, 8);
+    b.writeUInt16BE(v.dport, 10);
+    b.writeUInt8(v.proto, 12);
+    b.writeUInt8(v.dir, 13);
+    return b;
+  },
+  decode(b) {
+    return {
+      saddr: ipv4At(b, 0),
+      daddr: ipv4At(b, 4),
+      sport: b.readUInt16BE(8),
+      dport: b.readUInt16BE(10),
+      proto: b.readUInt8(12),
+      dir: b.readUInt8(13),
+    };
+  },
+};
+
+/** What a packet of that direction is rewritten to, and the connection's bookkeeping. */
+export interface NatEntry {
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  serviceId: number;
+  backendId: number;
+  /** NAT_STATE */
+  state: number;
+  flags: number;
+  /** ns of CLOCK_MONOTONIC, the clock of process.hrtime.bigint() */
+  lastSeen: bigint;
+}
+
+export const natEntry: Codec<NatEntry> = {
+  cName: 'lb_nat_entry',
+  size: 32,
+  fields: [
+    { name: 'saddr', offset: 0, size: 4 },
+    { name: 'daddr', offset: 4, size: 4 },
+    { name: 'sport', offset: 8, size: 2 },
+    { name: 'dport', offset: 10, size: 2 },
+    { name: 'service_id', offset: 12, size: 4 },
+    { name: 'backend_id', offset: 16, size: 2 },
+    { name: 'state', offset: 18, size: 1 },
+    { name: 'flags', offset: 19, size: 1 },
+    { name: 'pad', offset: 20, size: 4 },
+    { name: 'last_seen', offset: 24, size: 8 },
+  ],
+  encode(v) {
+    const b = Buffer.alloc(32);
+    putIpv4(b, 0, v.saddr);
+    putIpv4(b, 4, v.daddr);
+    b.writeUInt16BE(v.sport, 8);
+    b.writeUInt16BE(v.dport, 10);
+    b.writeUInt32LE(v.serviceId, 12);
+    b.writeUInt16LE(v.backendId, 16);
+    b.writeUInt8(v.state, 18);
+    b.writeUInt8(v.flags, 19);
+    b.writeBigUInt64LE(v.lastSeen, 24);
+    return b;
+  },
+  decode(b) {
+    return {
+      saddr: ipv4At(b, 0),
+      daddr: ipv4At(b, 4),
+      sport: b.readUInt16BE(8),
+      dport: b.readUInt16BE(10),
+      serviceId: b.readUInt32LE(12),
+      backendId: b.readUInt16LE(16),
+      state: b.readUInt8(18),
+      flags: b.readUInt8(19),
+      lastSeen: b.readBigUInt64LE(24),
+    };
+  },
+};
+
+export interface NatCfgValue {
+  /** full-NAT source addresses (IPv4), at most NAT_MAX_SOURCES */
+  sources: string[];
+  portMin: number;
+  portMax: number;
+  /** idle timeouts by state, ns: tcpNew, tcpEstablished, tcpClosing, udp */
+  timeoutNs: [bigint, bigint, bigint, bigint];
+}
+
+export const natCfg: Codec<NatCfgValue> = {
+  cName: 'lb_nat_cfg',
+  size: 56,
+  fields: [
+    { name: 'source', offset: 0, size: 16 },
+    { name: 'n_sources', offset: 16, size: 4 },
+    { name: 'port_min', offset: 20, size: 2 },
+    { name: 'port_max', offset: 22, size: 2 },
+    { name: 'timeout_ns', offset: 24, size: 32 },
+  ],
+  encode(v) {
+    if (v.sources.length > NAT_MAX_SOURCES) {
+      throw new LbError('ERR_LB_DATAPLANE', `${v.sources.length} full-NAT source addresses, at most ${NAT_MAX_SOURCES}`);
+    }
+    const b = Buffer.alloc(56);
+    v.sources.forEach((a, i) => putIpv4(b, 4 * i, a));
+    b.writeUInt32LE(v.sources.length, 16);
+    b.writeUInt16LE(v.portMin, 20);
+    b.writeUInt16LE(v.portMax, 22);
+    v.timeoutNs.forEach((t, i) => b.writeBigUInt64LE(t, 24 + 8 * i));
+    return b;
+  },
+  decode(b) {
+    const n = Math.min(b.readUInt32LE(16), NAT_MAX_SOURCES);
+    const t = (i: number) => b.readBigUInt64LE(24 + 8 * i);
+    return {
+      sources: Array.from({ length: n }, (_, i) => ipv4At(b, 4 * i)),
+      portMin: b.readUInt16LE(20),
+      portMax: b.readUInt16LE(22),
+      timeoutNs: [t(0), t(1), t(2), t(3)],
+    };
+  },
+};
+
 export const ALL_CODECS: readonly Codec<unknown>[] = [
   serviceKey,
   serviceValue,
@@ -340,6 +505,9 @@ export const ALL_CODECS: readonly Codec<unknown>[] = [
   flowBucket,
   ctlValue,
   counters,
+  natKey,
+  natEntry,
+  natCfg,
 ] as Codec<unknown>[];
 
 /** u32 array keys, host order. */

@@ -17,6 +17,7 @@ import {
   MAX_BACKEND_ID,
   RING_CHUNK,
   SVC_F_DOWN_PASS,
+  SVC_F_FULL_NAT,
   SVC_F_HASH_SRC_ONLY,
   backendValue,
   counters,
@@ -31,6 +32,7 @@ import {
   type ServiceKey,
 } from './abi.js';
 import { VIP_FILTER_WORDS, vipFilterBit } from './hash.js';
+import { natBackendFilter } from './nat.js';
 import { isIPv4 } from 'node:net';
 
 /** The subset of a BPF map the applier needs; src/bpf's BpfMap provides it. */
@@ -54,6 +56,8 @@ export interface DataplaneMaps {
   ctl: MapHandle;
   service_stats: PerCpuMapHandle;
   backend_stats: PerCpuMapHandle;
+  /** source-address filter of NAT backends (bpf/lib/nat.h); absent in objects without NAT */
+  nat_filter?: MapHandle;
   /** the rings map's memory (BPF_F_MMAPABLE): when given, only changed slots are written */
   ringMemory?: Buffer;
 }
@@ -86,6 +90,8 @@ export interface DesiredService {
   hashSrcOnly?: boolean;
   /** what to do with a new flow when no backend is usable */
   onAllDown?: 'drop' | 'pass';
+  /** nat: rewrite the source to an LB address and port too (sources and ports: Nat.configure) */
+  fullNat?: boolean;
   backends: DesiredBackend[];
 }
 
@@ -127,6 +133,7 @@ export class Dataplane {
   /** service id -> the Maglev inputs its ring was last built from; an unchanged service is not rebuilt */
   private ringInputs = new Map<number, string>();
   private filter = new BigUint64Array(VIP_FILTER_WORDS);
+  private natFilter = new BigUint64Array(VIP_FILTER_WORDS);
   private nextBackendId = 1;
 
   constructor(maps: DataplaneMaps, geo: Geometry) {
@@ -166,6 +173,10 @@ export class Dataplane {
     for (let w = 0; w < VIP_FILTER_WORDS; w++) {
       const v = this.maps.vip_filter.lookup(u32Key(w));
       this.filter[w] = v ? v.readBigUInt64LE(0) : 0n;
+    }
+    for (let w = 0; w < VIP_FILTER_WORDS && this.maps.nat_filter; w++) {
+      const v = this.maps.nat_filter.lookup(u32Key(w));
+      this.natFilter[w] = v ? v.readBigUInt64LE(0) : 0n;
     }
     this.nextBackendId = (maxId % MAX_BACKEND_ID) + 1;
     return { services: this.services.size, backends: this.backends.size };
@@ -262,6 +273,8 @@ export class Dataplane {
     report.ringsBuilt = plan.ringsBuilt;
 
     // In: backends, rings, services, filter.
+    // NAT backends' source filter first: a reply must be recognised as soon as its connection exists.
+    report.writes.vipFilter += this.writeNatFilter(natBackendFilter(desired));
     for (const [id, value] of plan.backends) {
       const cur = this.backends.get(id);
       if (cur && cur.equals(value)) continue;
@@ -364,6 +377,7 @@ export class Dataplane {
       let flags = 0;
       if (svc.hashSrcOnly) flags |= SVC_F_HASH_SRC_ONLY;
       if (svc.onAllDown === 'pass') flags |= SVC_F_DOWN_PASS;
+      if (svc.fullNat) flags |= SVC_F_FULL_NAT;
       const value = serviceValue.encode({ id, mode: LB_MODE[svc.mode], flags });
 
       const members: { id: number; key: string; weight: number }[] = [];
@@ -429,6 +443,21 @@ export class Dataplane {
       b.writeBigUInt64LE(next[w] ?? 0n, 0);
       this.maps.vip_filter.update(u32Key(w), b);
       this.filter[w] = next[w] ?? 0n;
+      writes++;
+    }
+    return writes;
+  }
+
+  private writeNatFilter(next: BigUint64Array): number {
+    const map = this.maps.nat_filter;
+    if (!map) return 0;
+    let writes = 0;
+    for (let w = 0; w < VIP_FILTER_WORDS; w++) {
+      if (next[w] === this.natFilter[w]) continue;
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64LE(next[w] ?? 0n, 0);
+      map.update(u32Key(w), b);
+      this.natFilter[w] = next[w] ?? 0n;
       writes++;
     }
     return writes;

@@ -10,6 +10,7 @@ import { LbError } from '../errors.js';
 import { isPrime } from '../maglev/index.js';
 import { RING_CHUNK, flowBucket, u32Key } from './abi.js';
 import { Dataplane, type DataplaneMaps } from './apply.js';
+import { Nat } from './nat.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BPF_DIR = join(REPO_ROOT, 'build', 'bpf');
@@ -30,9 +31,11 @@ export interface Geometry {
   flowBuckets: number;
   /** hash seed: the same on every LB node so they agree on every flow */
   seed: number;
+  /** NAT connection-table entries; two per connection */
+  natEntries: number;
 }
 
-export const DEFAULT_GEOMETRY: Geometry = { ringSize: 65537, maxServices: 64, flowBuckets: 1 << 18, seed: 0 };
+export const DEFAULT_GEOMETRY: Geometry = { ringSize: 65537, maxServices: 64, flowBuckets: 1 << 18, seed: 0, natEntries: 1 << 18 };
 
 export const MAP_NAMES = [
   'services',
@@ -44,6 +47,10 @@ export const MAP_NAMES = [
   'service_stats',
   'backend_stats',
   'reasons',
+  'nat_conns',
+  'nat_cfg',
+  'nat_filter',
+  'tx_ports',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -52,6 +59,8 @@ export interface LoadedBalancer {
   prog: BpfProgram;
   maps: Record<MapName, BpfMap>;
   dataplane: Dataplane;
+  /** NAT settings, redirect ports, the connection table and its sweeper */
+  nat: Nat;
   geometry: Geometry;
   /** the flow table's memory (mmapable array): see flows.ts */
   flowMemory: Buffer;
@@ -68,6 +77,7 @@ function checkGeometry(g: Geometry): void {
     bad.push(`flowBuckets ${g.flowBuckets} is not a power of two`);
   }
   if (!Number.isInteger(g.seed) || g.seed < 0 || g.seed > 0xffffffff) bad.push(`seed ${g.seed} is not a u32`);
+  if (!Number.isInteger(g.natEntries) || g.natEntries < 2) bad.push(`natEntries ${g.natEntries} < 2`);
   if (bad.length) throw new LbError('ERR_LB_CONFIG', `bad data-path geometry: ${bad.join('; ')}`);
 }
 
@@ -90,18 +100,26 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     obj.setMapMaxEntries('service_stats', geometry.maxServices);
     obj.setMapMaxEntries('rings', geometry.maxServices * chunks);
     obj.setMapMaxEntries('flows', geometry.flowBuckets);
-    if (opts.pinDir) for (const m of MAP_NAMES) obj.setPinPath(m, join(opts.pinDir, m));
+    obj.setMapMaxEntries('nat_conns', geometry.natEntries);
+    // tx_ports stays unpinned: the kernel marks devmaps read-only for programs, and libbpf 1.1
+    // then sees a pinned one's flags differ from the definition and refuses to reuse it. Its
+    // content (the interfaces attached to) is set again by whoever attaches.
+    if (opts.pinDir) for (const m of MAP_NAMES) if (m !== 'tx_ports') obj.setPinPath(m, join(opts.pinDir, m));
     obj.load();
     const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
     const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap() };
     const flowMemory = maps.flows.mmap().subarray(0, geometry.flowBuckets * flowBucket.size);
     const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
     const reasonNames = obj.btf().enumValues('lb_reason');
+    const nat = new Nat(maps);
+    // Fresh maps: the data path needs timeouts before its first NAT connection.
+    if (maps.nat_cfg.lookup(u32Key(0))?.readBigUInt64LE(24) === 0n) nat.configure();
     return {
       obj,
       prog: obj.program('xdp_balancer'),
       maps,
       dataplane,
+      nat,
       geometry,
       flowMemory,
       reasons() {

@@ -4,3 +4,4 @@ export * from './exec.js';
 export * from './lab.js';
 export * from './client.js';
 export * from './balancer.js';
+export * from './udp.js';

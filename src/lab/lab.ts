@@ -45,7 +45,7 @@ export interface LabHostInfo {
   ns: string;
   addr: string;
   mac: string;
-  segment: 'l2' | 'routed';
+  segment: 'l2' | 'routed' | 'nat';
   /** VIPs held on lo */
   vips: string[];
 }
@@ -66,6 +66,9 @@ export interface Lab {
     /** its default gateway (the router's br0), with a permanent neighbour entry so that
      * bpf_fib_lookup() in the LB never answers NO_NEIGH for routed (IPIP) backends */
     gateway: { addr: string; mac: string };
+    /** its leg on the nat segment, the nat backends' gateway (absent without nat backends);
+     * the balancer runs here too, for the replies */
+    natIf?: { ifname: string; addr: string; mac: string };
   };
   /** router namespace */
   router: string;
@@ -191,13 +194,16 @@ async function buildRouter(topo: Topology): Promise<void> {
     if (seg.bridge) lines.push(`link add ${seg.routerIf} type bridge stp_state 0`);
   }
   for (const h of topo.hosts) {
-    const seg = segmentOf(topo, h.segment);
-    lines.push(`link add ${h.routerPort} type veth peer name ${h.ifname} netns ${h.ns}`);
-    if (seg.bridge) lines.push(`link set ${h.routerPort} master ${seg.routerIf}`);
-    lines.push(`link set ${h.routerPort} up`);
+    for (const i of [{ segment: h.segment, ifname: h.ifname, routerPort: h.routerPort }, ...(h.extraIfs ?? [])]) {
+      const seg = segmentOf(topo, i.segment);
+      lines.push(`link add ${i.routerPort} type veth peer name ${i.ifname} netns ${h.ns}`);
+      if (seg.bridge) lines.push(`link set ${i.routerPort} master ${seg.routerIf}`);
+      lines.push(`link set ${i.routerPort} up`);
+    }
   }
   for (const seg of topo.segments) {
-    lines.push(`addr add ${seg.gateway}/${seg.prefixLen} dev ${seg.routerIf}`);
+    // A segment whose gateway is the LB is only switched here.
+    if (seg.gatewayHost !== 'lb') lines.push(`addr add ${seg.gateway}/${seg.prefixLen} dev ${seg.routerIf}`);
     lines.push(`link set ${seg.routerIf} up`);
   }
   for (const r of topo.router.routes) lines.push(`route add ${r.dst} via ${r.via}`);
@@ -206,12 +212,17 @@ async function buildRouter(topo: Topology): Promise<void> {
 
 async function configureHost(topo: Topology, h: TopoHost): Promise<void> {
   const seg = segmentOf(topo, h.segment);
+  const extra = (h.extraIfs ?? []).flatMap((i) => [
+    `addr add ${i.addr}/${segmentOf(topo, i.segment).prefixLen} dev ${i.ifname}`,
+    `link set ${i.ifname} up`,
+  ]);
   await ipBatch(
     h.ns,
     [
       'link set lo up',
       `addr add ${h.addr}/${hostPrefixLen(topo, h)} dev ${h.ifname}`,
       `link set ${h.ifname} up`,
+      ...extra,
       `route add default via ${seg.gateway}`,
     ],
     { code: 'ERR_LB_LAB' },
@@ -231,8 +242,10 @@ async function applyVethQuirks(topo: Topology): Promise<void> {
     byNs.set(ns, [...(byNs.get(ns) ?? []), ifname]);
   };
   for (const h of topo.hosts) {
-    add(h.ns, h.ifname);
-    add(topo.router.ns, h.routerPort);
+    for (const i of [h, ...(h.extraIfs ?? [])]) {
+      add(h.ns, i.ifname);
+      add(topo.router.ns, i.routerPort);
+    }
   }
   // One process per namespace; interface names are positional arguments, not part of the script.
   const script = 'for i do ethtool -K "$i" tx off >/dev/null || exit 1; done';
@@ -241,9 +254,11 @@ async function applyVethQuirks(topo: Topology): Promise<void> {
   );
   // argv, not a batch line: the object's path may contain anything.
   for (const h of topo.hosts.filter((x) => x.role === 'lb')) {
-    await run(['ip', '-n', topo.router.ns, 'link', 'set', 'dev', h.routerPort, 'xdpdrv', 'obj', XDP_PASS_OBJ, 'sec', 'xdp'], {
-      code: 'ERR_LB_LAB',
-    });
+    for (const port of [h.routerPort, ...(h.extraIfs ?? []).map((i) => i.routerPort)]) {
+      await run(['ip', '-n', topo.router.ns, 'link', 'set', 'dev', port, 'xdpdrv', 'obj', XDP_PASS_OBJ, 'sec', 'xdp'], {
+        code: 'ERR_LB_LAB',
+      });
+    }
   }
 }
 
@@ -356,8 +371,10 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     if (!lbHost || !clientHost) throw new LbError('ERR_LB_LAB', 'topology lacks an lb or a client');
 
     const lbSeg = segmentOf(topo, lbHost.segment);
-    const [gwMac, lbMac, ...beMacs] = await Promise.all([
+    const lbNat = lbHost.extraIfs?.find((i) => i.segment === 'nat');
+    const [gwMac, lbNatMac, lbMac, ...beMacs] = await Promise.all([
       readMac(topo.router.ns, lbSeg.routerIf),
+      lbNat ? readMac(lbHost.ns, lbNat.ifname) : Promise.resolve(''),
       ...[lbHost, ...backends].map((h) => readMac(h.ns, h.ifname)),
     ]);
     await ipBatch(lbHost.ns, [`neigh replace ${lbSeg.gateway} lladdr ${gwMac} dev ${lbHost.ifname} nud permanent`], {
@@ -377,6 +394,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
         addr: lbHost.addr,
         mac: lbMac ?? '',
         gateway: { addr: lbSeg.gateway, mac: gwMac ?? '' },
+        ...(lbNat ? { natIf: { ifname: lbNat.ifname, addr: lbNat.addr, mac: lbNatMac ?? '' } } : {}),
       },
       router: topo.router.ns,
       backends: backends.map((h, i) => ({

@@ -7,11 +7,18 @@
  *
  *   client --(client seg 10.200.1.0/24)-- router --br0 (l2 seg 10.200.2.0/24)-- lb, l2be1..N
  *                                                  --br1 (routed seg 10.200.3.0/24)-- rtbe1..M
- *   router: route VIP range 10.200.100.0/24 via lb (10.200.2.10)
+ *                                                  --br2 (nat seg 10.200.4.0/24)-- lb eth1, natbe1..K
+ *   router: route VIP range 10.200.100.0/24 via lb (10.200.2.10), nat seg via lb too
+ *
+ * The nat segment is a switch (br2 carries no router address): its gateway is the LB's second
+ * interface (10.200.4.1), so the natbe hosts answer every client through the LB. That is NAT with
+ * the LB as the backends' gateway (the client's address is kept). Full NAT uses the routed
+ * backends, whose gateway is the router: the LB is one-armed there, and the backends see its
+ * address (10.200.2.10) as the source.
  */
 import { LbError } from '../errors.js';
 
-export type SegmentName = 'client' | 'l2' | 'routed';
+export type SegmentName = 'client' | 'l2' | 'routed' | 'nat';
 export type HostRole = 'client' | 'lb' | 'backend';
 export type ServiceMode = 'l2dsr' | 'ipip' | 'nat';
 export type Proto = 'tcp' | 'udp';
@@ -21,6 +28,10 @@ export interface TopoService {
   port: number;
   proto: Proto;
   mode: ServiceMode;
+  /** nat: the port backends serve on (port translation); default the VIP's */
+  backendPort?: number;
+  /** nat: full NAT (routed backends, LB source address) instead of the LB as gateway */
+  fullNat?: boolean;
 }
 
 /** An L3 segment behind the router. */
@@ -34,6 +45,16 @@ export interface TopoSegment {
   /** the router's interface on it: a bridge when the segment has several members, else the veth */
   routerIf: string;
   bridge: boolean;
+  /** 'lb': the gateway address is the LB's (second) interface; the router only switches */
+  gatewayHost?: 'lb';
+}
+
+/** A further interface of a host (the LB's leg on the nat segment). */
+export interface TopoIf {
+  segment: SegmentName;
+  ifname: string;
+  addr: string;
+  routerPort: string;
 }
 
 /** A host with one interface (eth0) on one segment. */
@@ -51,6 +72,8 @@ export interface TopoHost {
   /** VIPs this host holds on lo (backends only), with the server-prep mode */
   vips: string[];
   prepMode: 'l2dsr' | 'ipip' | null;
+  /** further interfaces, each on another segment */
+  extraIfs?: TopoIf[];
 }
 
 export interface Topology {
@@ -74,8 +97,10 @@ export interface TopologyOptions {
   prefix?: string;
   /** number of backends on the LB's L2 segment. Default 3. */
   l2Backends?: number;
-  /** number of backends on the routed segment (IPIP DSR). Default 3. */
+  /** number of backends on the routed segment (IPIP DSR, full NAT). Default 3. */
   routedBackends?: number;
+  /** number of backends on the nat segment, behind the LB as their gateway. Default 3. */
+  natBackends?: number;
   /** services; VIPs must lie in 10.200.100.0/24. Default: DEFAULT_SERVICES. */
   services?: TopoService[];
   /** UDP echo ports every backend serves in addition to the ports of udp services. Default [9000]. */
@@ -90,16 +115,29 @@ export const MAX_BACKENDS_PER_SEGMENT = 32;
 export const DEFAULT_SERVICES: readonly TopoService[] = Object.freeze([
   { vip: '10.200.100.1', port: 80, proto: 'tcp', mode: 'l2dsr' },
   { vip: '10.200.100.2', port: 80, proto: 'tcp', mode: 'ipip' },
-  { vip: '10.200.100.3', port: 80, proto: 'tcp', mode: 'nat' },
+  { vip: '10.200.100.3', port: 80, proto: 'tcp', mode: 'nat', backendPort: 8080 },
+  { vip: '10.200.100.3', port: 53, proto: 'udp', mode: 'nat', backendPort: DEFAULT_UDP_ECHO_PORT },
+  { vip: '10.200.100.4', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backendPort: 8080 },
+  { vip: '10.200.100.4', port: 53, proto: 'udp', mode: 'nat', fullNat: true, backendPort: DEFAULT_UDP_ECHO_PORT },
 ] satisfies TopoService[]);
 
 const SEGMENTS: readonly TopoSegment[] = [
   { name: 'client', subnet: '10.200.1.0/24', prefixLen: 24, gateway: '10.200.1.1', routerIf: 'eth-client', bridge: false },
   { name: 'l2', subnet: '10.200.2.0/24', prefixLen: 24, gateway: '10.200.2.1', routerIf: 'br0', bridge: true },
   { name: 'routed', subnet: '10.200.3.0/24', prefixLen: 24, gateway: '10.200.3.1', routerIf: 'br1', bridge: true },
+  { name: 'nat', subnet: '10.200.4.0/24', prefixLen: 24, gateway: '10.200.4.1', routerIf: 'br2', bridge: true, gatewayHost: 'lb' },
 ];
 
 export const LB_ADDR = '10.200.2.10';
+/** The LB's interface on the nat segment: the nat backends' gateway. */
+export const LB_NAT_IF: TopoIf = { segment: 'nat', ifname: 'eth1', addr: '10.200.4.1', routerPort: 'v-lbnat' };
+
+/** The segment whose backends serve a service. */
+export function serviceSegment(s: Pick<TopoService, 'mode' | 'fullNat'>): Exclude<SegmentName, 'client'> {
+  if (s.mode === 'l2dsr') return 'l2';
+  if (s.mode === 'nat' && !s.fullNat) return 'nat';
+  return 'routed';
+}
 
 /** A prefix is safe to match namespaces with: short, lowercase, ends with '-'. */
 export function validatePrefix(prefix: string): string {
@@ -150,6 +188,7 @@ export function buildTopology(opts: TopologyOptions = {}): Topology {
   const prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX);
   const nL2 = count(opts.l2Backends, 3, 'l2Backends');
   const nRouted = count(opts.routedBackends, 3, 'routedBackends');
+  const nNat = count(opts.natBackends, 3, 'natBackends');
   const services = (opts.services ?? DEFAULT_SERVICES).map((s) => ({ ...s }));
 
   const problems: string[] = [];
@@ -158,6 +197,8 @@ export function buildTopology(opts: TopologyOptions = {}): Topology {
     if (!validPort(s.port)) problems.push(`services[${i}].port: ${s.port} is not a port`);
     if (s.proto !== 'tcp' && s.proto !== 'udp') problems.push(`services[${i}].proto: ${String(s.proto)} is not tcp or udp`);
     if (!['l2dsr', 'ipip', 'nat'].includes(s.mode)) problems.push(`services[${i}].mode: ${String(s.mode)} is not l2dsr, ipip or nat`);
+    if (s.backendPort !== undefined && !validPort(s.backendPort)) problems.push(`services[${i}].backendPort: ${s.backendPort} is not a port`);
+    if ((s.backendPort !== undefined || s.fullNat) && s.mode !== 'nat') problems.push(`services[${i}]: backendPort and fullNat are for nat services`);
   });
   const udpExtra = opts.udpEchoPorts ?? [DEFAULT_UDP_ECHO_PORT];
   udpExtra.forEach((p, i) => {
@@ -173,7 +214,10 @@ export function buildTopology(opts: TopologyOptions = {}): Topology {
 
   const hosts: TopoHost[] = [
     { name: 'client', role: 'client', ns: `${prefix}client`, segment: 'client', ifname: 'eth0', addr: '10.200.1.2', routerPort: 'eth-client', vips: [], prepMode: null },
-    { name: 'lb', role: 'lb', ns: `${prefix}lb`, segment: 'l2', ifname: 'eth0', addr: LB_ADDR, routerPort: 'v-lb', vips: [], prepMode: null },
+    {
+      name: 'lb', role: 'lb', ns: `${prefix}lb`, segment: 'l2', ifname: 'eth0', addr: LB_ADDR, routerPort: 'v-lb', vips: [], prepMode: null,
+      ...(nNat > 0 ? { extraIfs: [{ ...LB_NAT_IF }] } : {}),
+    },
   ];
   for (let i = 1; i <= nL2; i++) {
     hosts.push({
@@ -188,13 +232,25 @@ export function buildTopology(opts: TopologyOptions = {}): Topology {
     });
   }
 
-  const tcp = [...new Set([80, ...services.filter((s) => s.proto === 'tcp').map((s) => s.port)])].sort((a, b) => a - b);
-  const udpEcho = [...new Set([...udpExtra, ...services.filter((s) => s.proto === 'udp').map((s) => s.port)])].sort((a, b) => a - b);
+  for (let i = 1; i <= nNat; i++) {
+    hosts.push({
+      name: `natbe${i}`, role: 'backend', ns: `${prefix}natbe${i}`, segment: 'nat', ifname: 'eth0',
+      addr: `10.200.4.${10 + i}`, routerPort: `v-natbe${i}`, vips: [], prepMode: null,
+    });
+  }
+
+  const served = (s: TopoService): number => s.backendPort ?? s.port;
+  const tcp = [...new Set([80, ...services.filter((s) => s.proto === 'tcp').map(served)])].sort((a, b) => a - b);
+  const udpEcho = [...new Set([...udpExtra, ...services.filter((s) => s.proto === 'udp').map(served)])].sort((a, b) => a - b);
+  const natSeg = SEGMENTS.find((s) => s.name === 'nat');
+  const routes = [{ dst: VIP_RANGE, via: LB_ADDR }];
+  // The nat segment is reachable from the client side only through the LB (as a plain router).
+  if (nNat > 0 && natSeg) routes.push({ dst: natSeg.subnet, via: LB_ADDR });
 
   return {
     prefix,
-    router: { name: 'router', ns: `${prefix}router`, routes: [{ dst: VIP_RANGE, via: LB_ADDR }] },
-    segments: SEGMENTS.map((s) => ({ ...s })),
+    router: { name: 'router', ns: `${prefix}router`, routes },
+    segments: SEGMENTS.filter((s) => s.name !== 'nat' || nNat > 0).map((s) => ({ ...s })),
     hosts,
     vipRange: VIP_RANGE,
     services,

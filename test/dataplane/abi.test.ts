@@ -27,3 +27,13 @@ t.test('the mode and flag constants match the header', async (t) => {
   const modes = btf.enumValues('lb_mode');
   t.same(modes, { LB_MODE_L2DSR: 1, LB_MODE_IPIP: 2, LB_MODE_NAT: 3 });
 });
+
+t.test('the NAT state constants match the header', async (t) => {
+  const { NAT_STATE } = await import('../../src/dataplane/abi.js');
+  t.same(btf.enumValues('lb_nat_state'), {
+    LB_NAT_TCP_NEW: NAT_STATE.tcpNew,
+    LB_NAT_TCP_EST: NAT_STATE.tcpEstablished,
+    LB_NAT_TCP_CLOSING: NAT_STATE.tcpClosing,
+    LB_NAT_UDP: NAT_STATE.udp,
+  });
+});

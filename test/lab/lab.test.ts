@@ -48,11 +48,21 @@ t.teardown(async () => {
 });
 
 t.test('topology: pure description, validated', async (t) => {
-  const topo = buildTopology({ prefix: 'abc-', l2Backends: 2, routedBackends: 1 });
-  t.equal(topo.hosts.filter((h) => h.role === 'backend').length, 3);
+  const topo = buildTopology({ prefix: 'abc-', l2Backends: 2, routedBackends: 1, natBackends: 1 });
+  t.equal(topo.hosts.filter((h) => h.role === 'backend').length, 4);
   t.ok(topo.hosts.every((h) => h.ns.startsWith('abc-')));
   t.equal(topo.router.ns, 'abc-router');
-  t.same(topo.router.routes, [{ dst: '10.200.100.0/24', via: '10.200.2.10' }]);
+  t.same(topo.router.routes, [{ dst: '10.200.100.0/24', via: '10.200.2.10' }, { dst: '10.200.4.0/24', via: '10.200.2.10' }]);
+  t.same(
+    topo.hosts.filter((h) => h.name === 'natbe1').map((h) => [h.addr, h.segment, h.vips, h.prepMode]),
+    [['10.200.4.11', 'nat', [], null]],
+    'a nat backend: no VIP, its gateway is the LB',
+  );
+  t.same(topo.hosts.find((h) => h.role === 'lb')?.extraIfs, [{ segment: 'nat', ifname: 'eth1', addr: '10.200.4.1', routerPort: 'v-lbnat' }]);
+  t.same(topo.serverPorts, { tcp: [80, 8080], udpEcho: [9000] }, 'backends serve the NAT target ports');
+  const noNat = buildTopology({ prefix: 'abc-', natBackends: 0 });
+  t.notOk(noNat.segments.some((s) => s.name === 'nat') || noNat.hosts.some((h) => h.extraIfs), 'natBackends 0: no nat segment, no second LB leg');
+  t.same(noNat.router.routes, [{ dst: '10.200.100.0/24', via: '10.200.2.10' }]);
   t.same(
     topo.hosts.filter((h) => h.name === 'l2be2').map((h) => [h.addr, h.vips, h.prepMode]),
     [['10.200.2.12', ['10.200.100.1'], 'l2dsr']],
@@ -70,6 +80,7 @@ t.test('topology: pure description, validated', async (t) => {
     { code: 'ERR_LB_USAGE' },
   );
   t.throws(() => buildTopology({ l2Backends: 99 }), { code: 'ERR_LB_USAGE' });
+  t.throws(() => buildTopology({ services: [{ vip: '10.200.100.9', port: 80, proto: 'tcp', mode: 'l2dsr', backendPort: 8080 }] }), { code: 'ERR_LB_USAGE' });
 });
 
 t.test('the lab', async (t) => {
@@ -84,15 +95,19 @@ t.test('the lab', async (t) => {
   await t.test('lab up', async (t) => {
     const ns = listLabNamespaces(PREFIX);
     t.same(ns, [
-      'xlt-client', 'xlt-l2be1', 'xlt-l2be2', 'xlt-l2be3', 'xlt-lb', 'xlt-router', 'xlt-rtbe1', 'xlt-rtbe2', 'xlt-rtbe3',
+      'xlt-client', 'xlt-l2be1', 'xlt-l2be2', 'xlt-l2be3', 'xlt-lb', 'xlt-natbe1', 'xlt-natbe2', 'xlt-natbe3',
+      'xlt-router', 'xlt-rtbe1', 'xlt-rtbe2', 'xlt-rtbe3',
     ]);
     t.same(JSON.parse(JSON.stringify(lab)), lab, 'Lab is JSON-serialisable');
     const mac = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
     t.match(lab.lb, { ns: 'xlt-lb', ifname: 'eth0', addr: '10.200.2.10', mac, gateway: { addr: '10.200.2.1', mac } });
     const neigh = (await exec(lab.lb.ns, ['ip', 'neigh', 'show', 'dev', 'eth0', '10.200.2.1'])).stdout;
     t.match(neigh, new RegExp(`lladdr ${lab.lb.gateway.mac} PERMANENT`), 'LB has a permanent neighbour entry for its gateway');
-    t.equal(lab.backends.length, 6);
-    t.equal(new Set(lab.backends.map((b) => b.mac)).size, 6, 'distinct backend MACs');
+    t.equal(lab.backends.length, 9);
+    t.equal(new Set(lab.backends.map((b) => b.mac)).size, 9, 'distinct backend MACs');
+    t.match(lab.lb.natIf, { ifname: 'eth1', addr: '10.200.4.1', mac }, 'the LB has a leg on the nat segment');
+    const route = (await exec(lab.backends.find((b) => b.segment === 'nat')!.ns, ['ip', 'route', 'show', 'default'])).stdout;
+    t.match(route, /via 10\.200\.4\.1/, 'nat backends route through the LB');
     const st = await labStatus(PREFIX);
     t.ok(st.up, 'status says up');
     t.same(st.missing, []);
@@ -105,13 +120,15 @@ t.test('the lab', async (t) => {
   });
 
   await t.test('veth quirks are applied', async (t) => {
-    const vlb = JSON.parse((await run(['ip', '-j', '-n', lab.router, 'link', 'show', 'dev', 'v-lb'])).stdout) as {
-      xdp?: { mode: number; prog?: { name: string } };
-    }[];
-    t.equal(vlb[0]?.xdp?.mode, 1, 'native XDP on the router port facing the LB');
-    t.equal(vlb[0]?.xdp?.prog?.name, 'xdp_pass');
+    for (const port of ['v-lb', 'v-lbnat']) {
+      const vlb = JSON.parse((await run(['ip', '-j', '-n', lab.router, 'link', 'show', 'dev', port])).stdout) as {
+        xdp?: { mode: number; prog?: { name: string } };
+      }[];
+      t.equal(vlb[0]?.xdp?.mode, 1, `native XDP on the router port facing the LB (${port})`);
+      t.equal(vlb[0]?.xdp?.prog?.name, 'xdp_pass');
+    }
     const ends: [string, string][] = [
-      [lab.lb.ns, 'eth0'], [lab.client, 'eth0'], [lab.router, 'v-lb'], [lab.router, 'eth-client'],
+      [lab.lb.ns, 'eth0'], [lab.lb.ns, 'eth1'], [lab.client, 'eth0'], [lab.router, 'v-lb'], [lab.router, 'v-lbnat'], [lab.router, 'eth-client'],
       ...lab.backends.map((b): [string, string] => [b.ns, 'eth0']),
     ];
     for (const [ns, ifname] of ends) {
@@ -145,8 +162,9 @@ t.test('the lab', async (t) => {
     t.equal(bad.ok, 0);
   });
 
-  await t.test('each backend holds its VIPs on lo with ARP suppressed', async (t) => {
-    for (const b of lab.backends) {
+  await t.test('each DSR backend holds its VIPs on lo with ARP suppressed', async (t) => {
+    t.ok(lab.backends.filter((b) => b.segment === 'nat').every((b) => b.vips.length === 0), 'nat backends hold no VIP');
+    for (const b of lab.backends.filter((x) => x.segment !== 'nat')) {
       t.ok(b.vips.length > 0, `${b.name} has VIPs`);
       const lo = JSON.parse((await exec(b.ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'lo'])).stdout) as {
         addr_info: { local: string }[];
@@ -173,7 +191,7 @@ t.test('the lab', async (t) => {
     const started = Date.now();
     const res = await labDown(PREFIX);
     t.comment(`lab down took ${Date.now() - started} ms`);
-    t.equal(res.namespaces.length, 9);
+    t.equal(res.namespaces.length, 12);
     t.same(listLabNamespaces(PREFIX), []);
     t.same(pids.filter(processAlive), [], 'no process left');
     t.notOk(existsSync(stateDirOf(PREFIX)), 'state dir removed');
@@ -227,7 +245,7 @@ t.test('labDown cleans up after a crash', async (t) => {
     // And a fresh lab comes up on the same prefix afterwards.
     try {
       const lab = await labUp({ prefix: PREFIX });
-      t.equal(lab.backends.length, 6);
+      t.equal(lab.backends.length, 9);
     } catch (e) {
       t.fail(isLbError(e) ? `${e.code}: ${e.message}\n${e.detail ?? ''}` : String(e));
     } finally {
