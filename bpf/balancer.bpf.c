@@ -106,6 +106,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 			return XDP_DROP;
 		key.port = th->dest;
 		flow.ports = ((__u32)th->source << 16) | th->dest;
+		flow.syn = th->syn && !th->ack;
 		break;
 	}
 	case IPPROTO_UDP: {

@@ -18,6 +18,8 @@ struct lb_flow {
 	__be32 vip;
 	__u32 ports;    /* client port << 16 | VIP port, both raw __be16 */
 	__u8 proto;
+	/* a TCP SYN without ACK: the start of a new connection (see pick_backend) */
+	__u8 syn;
 };
 
 #define WAY_FP(w) ((__u32)((w) >> 32))
@@ -50,7 +52,16 @@ static __always_inline __u32 pick_backend(const struct lb_service *svc, const st
 			__u64 w = bucket->way[i];
 
 			if (WAY_FP(w) == fp) {
-				be_id = WAY_BACKEND(w);
+				/*
+				 * A SYN starts a new connection even when its tuple is still in
+				 * the table (clients reuse ports): it takes the ring's choice and
+				 * overwrites this way, so a drained or removed backend gets no
+				 * new connection through a stale entry. A retransmitted SYN
+				 * lands on the same slot unless the ring changed meanwhile, and
+				 * then the first backend never completed the handshake anyway.
+				 */
+				if (!f->syn)
+					be_id = WAY_BACKEND(w);
 				victim = i;
 				break;
 			}

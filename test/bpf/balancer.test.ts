@@ -202,6 +202,17 @@ t.test('after a ring change: established flows stay, new flows follow the new ri
   const syn = tcpIn(fresh);
   runFixture(t, lb, net, { name: 'new flow', in: syn, verdict: 'TX', reason: 'TX_L2DSR', out: l2Out(syn, macOf(ringBackend(fresh), fresh)) });
 
+  // A client reusing the port of a moved flow: its SYN is a new connection and takes the new ring
+  // (a stale entry must not send new connections to where the ring no longer points, e.g. a
+  // drained backend); the entry now follows the new connection.
+  const reused = moved[0]!;
+  const reSyn = tcpIn(reused.f, ['SYN']);
+  const now = ringBackend(reused.f);
+  t.not(now, reused.be, 'precondition: the ring moved this tuple');
+  runFixture(t, lb, net, { name: 'SYN on a stale tuple', in: reSyn, verdict: 'TX', reason: 'TX_L2DSR', out: l2Out(reSyn, macOf(now, reused.f)) });
+  const reAck = tcpIn(reused.f, ['ACK']);
+  runFixture(t, lb, net, { name: 'its ACK follows', in: reAck, verdict: 'TX', reason: 'TX_L2DSR', out: l2Out(reAck, macOf(now, reused.f)) });
+
   // A removed backend's established flows re-hash onto the remaining ring.
   const victim = flows[0]!;
   const without = grown.map((s) =>
