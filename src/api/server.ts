@@ -69,6 +69,15 @@ function routes(d: Daemon, onStop: (detach: boolean) => void): Route[] {
       pattern: new RegExp(`^/v1/services/${S}$`),
       handler: ({ params, query }) => d.list({ service: params[0]!, stats: flag(query, 'stats'), rate: flag(query, 'rate') })[0],
     },
+    {
+      method: 'GET',
+      pattern: /^\/v1\/nat$/,
+      handler: ({ query }) => {
+        const limit = Number(query.get('limit') ?? 1000);
+        if (!Number.isInteger(limit) || limit < 0 || limit > 1_000_000) throw new LbError('ERR_LB_USAGE', `limit ${query.get('limit')}: want 0 to 1000000`);
+        return d.natConnections(limit);
+      },
+    },
     { method: 'GET', pattern: /^\/v1\/stats$/, handler: () => ({ services: d.list({ stats: true, rate: true }), reasons: d.reasons() }) },
     {
       method: 'POST',

@@ -11,6 +11,7 @@ import { registerCompletion } from './commands/completion.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerLab } from './commands/lab.js';
 import { registerList } from './commands/list.js';
+import { registerNat } from './commands/nat.js';
 import { registerServer } from './commands/server.js';
 import { registerService } from './commands/service.js';
 import { registerStats } from './commands/stats.js';
@@ -42,6 +43,7 @@ Exit status: 0 ok, 1 failure, 2 usage or config error.`,
   registerStats(program);
   registerStatus(program);
   registerStop(program);
+  registerNat(program);
   registerLab(program);
   registerServer(program);
   registerCompletion(program);

@@ -299,6 +299,7 @@ export const ServiceSchema = strictObject(
     proto: withDefault(z.enum(['tcp', 'udp']), 'tcp'),
     mode: z.enum(['l2dsr', 'ipip', 'nat']),
     hashSourceOnly: withDefault(z.boolean(), false),
+    fullNat: withDefault(z.boolean(), false),
     onAllDown: withDefault(z.enum(['drop', 'pass']), 'drop'),
     healthCheck: z.unknown().optional(),
     backends: withDefault(z.array(z.unknown()), []),
@@ -397,6 +398,31 @@ export const NodeSchema = strictObject(
     log: withDefault(strictObject('node.log', { level: withDefault(z.enum(LOG_LEVELS), NODE_DEFAULTS.logLevel) }), {
       level: NODE_DEFAULTS.logLevel,
     }),
+    nat: withDefault(
+      strictObject('node.nat', {
+        sources: optional(z.array(familyIp(4)).min(1).max(4)),
+        portMin: withDefault(int(1024, 65535), 10000),
+        portMax: withDefault(int(1024, 65535), 32767),
+        entries: withDefault(int(1024, 1 << 24), 262144),
+        sweepInterval: withDefault(duration, 5000),
+        timeouts: withDefault(
+          strictObject('node.nat.timeouts', {
+            tcpNew: withDefault(duration, 30_000),
+            tcpEstablished: withDefault(duration, 300_000),
+            tcpClosing: withDefault(duration, 10_000),
+            udp: withDefault(duration, 30_000),
+          }),
+          { tcpNew: 30_000, tcpEstablished: 300_000, tcpClosing: 10_000, udp: 30_000 },
+        ),
+      }),
+      {
+        portMin: 10000,
+        portMax: 32767,
+        entries: 262144,
+        sweepInterval: 5000,
+        timeouts: { tcpNew: 30_000, tcpEstablished: 300_000, tcpClosing: 10_000, udp: 30_000 },
+      },
+    ),
     serverPrep: optional(
       strictObject('node.serverPrep', {
         auto: withDefault(z.boolean(), false),

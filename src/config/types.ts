@@ -78,6 +78,8 @@ export interface Service {
   mode: Mode;
   /** hash the client address only (client persistence) */
   hashSourceOnly: boolean;
+  /** nat only: also rewrite the source to an LB address and port (works when the LB is not the backends' gateway) */
+  fullNat: boolean;
   /** new flows when no backend is usable: drop them, or pass them to the local stack */
   onAllDown: 'drop' | 'pass';
   healthCheck: HealthCheck;
@@ -105,6 +107,17 @@ export interface NodeSettings {
   /** Prometheus endpoint; absent = off */
   metrics?: { listen: string; port: number };
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  /** NAT mode (bpf/lib/nat.h, src/dataplane/nat.ts) */
+  nat: {
+    /** full-NAT source addresses (the LB's own, IPv4); default: sourceAddress.ipv4 or the first interface's */
+    sources?: string[];
+    portMin: number;
+    portMax: number;
+    /** connection-table entries (two per connection); fixed for the life of the pins */
+    entries: number;
+    sweepIntervalMs: number;
+    timeoutsMs: { tcpNew: number; tcpEstablished: number; tcpClosing: number; udp: number };
+  };
   /** run scripts/server-prep.sh over SSH on every DSR backend (src/serverprep); absent = never */
   serverPrep?: {
     /** at start and after every config change */

@@ -106,6 +106,9 @@ export function validate(raw: unknown): { config?: Config; violations: Violation
         hint: 'raise node.maxServices (at most 4096); it sizes the maps, so the daemon must restart',
       });
     }
+    if (node.nat.portMin > node.nat.portMax) {
+      v.push(violation('node.nat.portMin', `${node.nat.portMin} is above node.nat.portMax (${node.nat.portMax})`));
+    }
   }
 
   const violations = dedupe(v);
@@ -145,6 +148,14 @@ function normalizeNode(n: RawNode): NodeSettings {
     api: { socket: n.api.socket },
     ...(n.metrics === undefined ? {} : { metrics: { listen: n.metrics.listen, port: n.metrics.port } }),
     log: { level: n.log.level },
+    nat: {
+      ...(n.nat.sources === undefined ? {} : { sources: [...n.nat.sources] }),
+      portMin: n.nat.portMin,
+      portMax: n.nat.portMax,
+      entries: n.nat.entries,
+      sweepIntervalMs: n.nat.sweepInterval,
+      timeoutsMs: { tcpNew: n.nat.timeouts.tcpNew, tcpEstablished: n.nat.timeouts.tcpEstablished, tcpClosing: n.nat.timeouts.tcpClosing, udp: n.nat.timeouts.udp },
+    },
     ...(n.serverPrep === undefined
       ? {}
       : {
@@ -174,6 +185,9 @@ function checkService(raw: unknown, i: number, defaults: Defaults, v: Violation[
   if (s === undefined) return undefined;
 
   const vipFamily = isIP(s.vip);
+  if (s.fullNat && s.mode !== 'nat') {
+    v.push(violation(`${path}.fullNat`, `fullNat is for mode nat, not ${s.mode}`, 'DSR modes keep the client address by design'));
+  }
   if (s.mode === 'ipip' && vipFamily === 6) {
     const message = `${s.vip} is IPv6 but mode ipip is IPv4-in-IPv4 only for now`;
     v.push(violation(`${path}.vip`, message, 'use mode l2dsr for IPv6 services'));
@@ -217,6 +231,7 @@ function checkService(raw: unknown, i: number, defaults: Defaults, v: Violation[
     proto: s.proto,
     mode: s.mode,
     hashSourceOnly: s.hashSourceOnly,
+    fullNat: s.fullNat,
     onAllDown: s.onAllDown,
     healthCheck: svcCheck.check,
     backends: out,

@@ -43,6 +43,7 @@ export function desiredServices(cfg: Config, inp: DesiredInputs): DesiredService
     proto: svc.proto,
     mode: svc.mode,
     hashSrcOnly: svc.hashSourceOnly,
+    ...(svc.fullNat ? { fullNat: true } : {}),
     onAllDown: svc.onAllDown,
     backends: svc.backends.map((b) => {
       const v = judge(svc, b, inp);

@@ -9,7 +9,7 @@
  * swaps in its own program (an atomic replace). Same config in, zero map writes out.
  */
 import { isIPv4 } from 'node:net';
-import { attachXdp, detachXdp, ensurePinDir, queryXdp, removePinDir } from '../bpf/index.js';
+import { attachXdp, detachXdp, ensurePinDir, ifIndex, queryXdp, removePinDir } from '../bpf/index.js';
 import { ConfigFile, findBackend, findService } from '../config/index.js';
 import { serviceKeyString, type Backend, type Config, type Service } from '../config/types.js';
 import { backendKey, desiredServices, judge, type DesiredInputs } from '../control/desired.js';
@@ -130,6 +130,7 @@ export class Daemon {
   private serviceDown = new Set<string>();
   private reconcileQueued = false;
   private prep?: StatusView['serverPrep'];
+  private sweeper?: { stop(): void };
   private prepRunning?: Promise<void>;
   private stopping = false;
 
@@ -160,6 +161,7 @@ export class Daemon {
         maxServices: node.maxServices,
         flowBuckets: node.flowBuckets,
         seed: node.seed,
+        natEntries: node.nat.entries,
         pinDir: node.bpffs,
         ...(opts.objectPath ? { objectPath: opts.objectPath } : {}),
       });
@@ -204,6 +206,11 @@ export class Daemon {
       }
     }
     await this.refreshMacs();
+    this.configureNat();
+    this.sweeper = this.lb.nat.startSweeper(this.config.node.nat.sweepIntervalMs, (r) => {
+      if (r instanceof Error) this.log.error({ component: 'nat', err: r }, 'NAT sweep failed');
+      else if (r.connections || r.orphans) this.log.debug({ component: 'nat', ...r }, 'NAT sweep');
+    });
     this.health.on('transition', (ev: HealthTransition) => this.onTransition(ev));
     this.health.on('notice', (n) => this.log.child({ component: 'health' }).warn({ key: n.key }, n.message));
     void this.health.set(this.healthTargets()).catch((e: unknown) => this.log.error({ component: 'health', err: e }, 'health targets not applied'));
@@ -255,6 +262,20 @@ export class Daemon {
         log.error({ err: e }, 'server prep did not run');
       }
     });
+  }
+
+  /** NAT settings and the interfaces translated packets may be redirected to (ifindexes of our netns). */
+  private configureNat(): void {
+    const n = this.config.node.nat;
+    const t = n.timeoutsMs;
+    const sec = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
+    this.lb.nat.configure({
+      sources: n.sources ?? [this.src4],
+      portMin: n.portMin,
+      portMax: n.portMax,
+      timeouts: { tcpNewSec: sec(t.tcpNew), tcpEstablishedSec: sec(t.tcpEstablished), tcpClosingSec: sec(t.tcpClosing), udpSec: sec(t.udp) },
+    });
+    this.lb.nat.setTxPorts(this.config.node.interfaces.map((i) => ifIndex(i)));
   }
 
   private healthTargets(): HealthTarget[] {
@@ -429,7 +450,17 @@ export class Daemon {
 
   private flowCounts(): Map<number, FlowCount> {
     if (!this.flowCache || Date.now() - this.flowCache.at > FLOW_COUNT_CACHE_MS) {
-      this.flowCache = { at: Date.now(), counts: countFlows(this.lb.flowMemory, this.clock, Math.ceil(this.config.node.flowIdleTimeoutMs / CLOCK_TICK_MS)) };
+      const counts = countFlows(this.lb.flowMemory, this.clock, Math.ceil(this.config.node.flowIdleTimeoutMs / CLOCK_TICK_MS));
+      // NAT services keep their connections in the NAT table, not the flow table.
+      if (this.config.services.some((s) => s.mode === 'nat')) {
+        for (const c of this.lb.nat.connections()) {
+          let e = counts.get(c.backendId);
+          if (!e) counts.set(c.backendId, (e = { total: 0, active: 0 }));
+          e.total++;
+          if (c.expiresInMs > 0) e.active++;
+        }
+      }
+      this.flowCache = { at: Date.now(), counts };
     }
     return this.flowCache.counts;
   }
@@ -556,7 +587,8 @@ export class Daemon {
   private commit(next: ConfigFile, reason: string): ApplyReport {
     const a = this.config.node;
     const b = next.config.node;
-    const fixed = (['bpffs', 'ringSize', 'maxServices', 'flowBuckets', 'seed'] as const).filter((k) => a[k] !== b[k]);
+    const fixed: string[] = (['bpffs', 'ringSize', 'maxServices', 'flowBuckets', 'seed'] as const).filter((k) => a[k] !== b[k]);
+    if (a.nat.entries !== b.nat.entries) fixed.push('nat.entries');
     if (fixed.length) {
       throw new LbError('ERR_LB_CONFIG', `node.${fixed.join(', node.')} cannot change on a running data path`, {
         hint: 'restart the daemon for these: `lbctl stop --detach`, then start it with the new config',
@@ -565,6 +597,7 @@ export class Daemon {
     next.save();
     this.cfgFile = next;
     if (a.xdpMode !== b.xdpMode || a.interfaces.join() !== b.interfaces.join()) this.attachAll();
+    this.configureNat();
     void this.health.set(this.healthTargets()).catch((e: unknown) => this.log.error({ component: 'health', err: e }, 'health targets not applied'));
     void this.refreshMacs().then((changed) => changed && this.queueReconcile('neighbours resolved'));
     this.prepBackends(reason);
@@ -595,6 +628,11 @@ export class Daemon {
       case 'backend-del':
         return this.commit(f.deleteBackend(op.service, op.address), `backend del ${op.service} ${op.address}`);
     }
+  }
+
+  /** NAT connections (at most `limit`) and the table's counts: `lbctl nat`. */
+  natConnections(limit: number): { count: ReturnType<LoadedBalancer['nat']['count']>; connections: ReturnType<LoadedBalancer['nat']['connections']> } {
+    return { count: this.lb.nat.count(), connections: this.lb.nat.connections().slice(0, limit) };
   }
 
   /** Flows of one backend, uncached: what `backend drain --wait` polls. */
@@ -647,6 +685,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    this.sweeper?.stop();
     await this.health.stop();
     await this.prepRunning;
     const log = this.log.child({ component: 'daemon' });

@@ -14,6 +14,7 @@ import { call } from '../api/client.js';
 import type { ServiceView } from '../daemon/daemon.js';
 import { LbError } from '../errors.js';
 import { REPO_ROOT, processAlive, type Lab } from './lab.js';
+import { serviceSegment } from './topology.js';
 
 export const LBCTL_JS = join(REPO_ROOT, 'dist/cli/main.js');
 
@@ -40,25 +41,37 @@ function pinsOf(lab: Lab): string {
   return `/sys/fs/bpf/xdplb-lab-${lab.prefix.replace(/[^A-Za-z0-9]/g, '')}`;
 }
 
-/** The lab services the data path can serve now, with the segment each takes its backends from. */
-export function labServiceBackends(lab: Lab): { name: string; vip: string; port: number; proto: string; mode: string; backends: string[] }[] {
-  return lab.services
-    .filter((s) => s.mode === 'l2dsr' || s.mode === 'ipip')
-    .map((s) => ({
-      name: `lab-${s.mode}`,
-      vip: s.vip,
-      port: s.port,
-      proto: s.proto,
-      mode: s.mode,
-      backends: lab.backends.filter((b) => b.segment === (s.mode === 'l2dsr' ? 'l2' : 'routed')).map((b) => b.addr),
-    }));
+export interface LabService {
+  name: string;
+  vip: string;
+  port: number;
+  proto: string;
+  mode: string;
+  fullNat: boolean;
+  /** nat: the backends' port */
+  backendPort?: number;
+  backends: string[];
+}
+
+/** The lab's services with the segment each takes its backends from (topology.serviceSegment). */
+export function labServiceBackends(lab: Lab): LabService[] {
+  return lab.services.map((s) => ({
+    name: `lab-${s.mode}${s.fullNat ? '-full' : ''}${s.proto === 'udp' ? '-udp' : ''}`,
+    vip: s.vip,
+    port: s.port,
+    proto: s.proto,
+    mode: s.mode,
+    fullNat: !!s.fullNat,
+    ...(s.backendPort !== undefined ? { backendPort: s.backendPort } : {}),
+    backends: lab.backends.filter((b) => b.segment === serviceSegment(s)).map((b) => b.addr),
+  }));
 }
 
 export function labConfig(lab: Lab, socket: string): string {
   const lines = [
     `# Written by the xdplb lab (${lab.prefix}): one service per mode, the lab's backends.`,
     'node:',
-    `  interfaces: [${lab.lb.ifname}]`,
+    `  interfaces: [${[lab.lb.ifname, ...(lab.lb.natIf ? [lab.lb.natIf.ifname] : [])].join(', ')}]`,
     `  bpffs: ${pinsOf(lab)}`,
     '  maxServices: 16',
     '  flowBuckets: 65536',
@@ -66,15 +79,18 @@ export function labConfig(lab: Lab, socket: string): string {
     'services:',
   ];
   for (const s of labServiceBackends(lab)) {
+    // UDP echo servers answer anything: a reply is the check.
+    const check = s.proto === 'udp' ? "{ type: udp, payload: ping, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }" : '{ type: http, path: /, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }';
     lines.push(
       `  - name: ${s.name}`,
       `    vip: ${s.vip}`,
       `    port: ${s.port}`,
       `    proto: ${s.proto}`,
       `    mode: ${s.mode}`,
-      '    healthCheck: { type: http, path: /, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }',
+      ...(s.fullNat ? ['    fullNat: true'] : []),
+      `    healthCheck: ${check}`,
       '    backends:',
-      ...s.backends.map((a) => `      - address: ${a}`),
+      ...s.backends.map((a) => `      - address: ${a}${s.backendPort !== undefined ? `\n        port: ${s.backendPort}` : ''}`),
     );
   }
   return `${lines.join('\n')}\n`;

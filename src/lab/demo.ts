@@ -6,7 +6,7 @@
 import { call } from '../api/client.js';
 import type { ServiceView } from '../daemon/daemon.js';
 import { formatServices } from '../cli/output.js';
-import { clientRequests, labDown, labUp } from './index.js';
+import { clientRequests, labDown, labUp, udpRequests } from './index.js';
 import { startLabDaemon, stopLabDaemon, waitLabHealthy, type LabDaemon } from './daemon.js';
 import { stateDirOf } from './lab.js';
 
@@ -27,7 +27,7 @@ async function main(): Promise<number> {
   const t0 = Date.now();
   say('demo: cleaning up any earlier lab');
   await cleanup();
-  say('demo: building the namespace lab (client, router, lb, 3 L2 backends, 3 routed backends)');
+  say('demo: building the namespace lab (client, router, lb; 3 L2, 3 routed and 3 NAT backends)');
   const lab = await labUp({ prefix: PREFIX });
   let d: LabDaemon | undefined;
   try {
@@ -37,8 +37,12 @@ async function main(): Promise<number> {
     const services = await waitLabHealthy(d);
     say('');
     for (const svc of services) {
-      say(`demo: ${REQUESTS} HTTP requests from ${lab.client} to ${svc.vip}:${svc.port} (${svc.mode})`);
-      const res = await clientRequests(lab, svc.vip, svc.port, REQUESTS, { concurrency: 10 });
+      const kind = `${svc.mode}${svc.mode === 'nat' ? (svc.name.includes('full') ? ', full NAT' : ', LB is the gateway') : ''}`;
+      say(`demo: ${REQUESTS} ${svc.proto === 'udp' ? 'UDP echoes' : 'HTTP requests'} from ${lab.client} to ${svc.vip}:${svc.port} (${kind})`);
+      const res =
+        svc.proto === 'udp'
+          ? await udpRequests(lab, svc.vip, svc.port, REQUESTS, { concurrency: 10 })
+          : await clientRequests(lab, svc.vip, svc.port, REQUESTS, { concurrency: 10 });
       say(`  answered ${res.ok}/${res.total} in ${res.elapsedMs} ms; backends saw client ${Object.keys(res.clientAddrs).join(', ')}`);
       for (const [name, n] of Object.entries(res.byBackend).sort()) {
         say(`  ${name.padEnd(8)} ${String(n).padStart(4)}  ${'#'.repeat(Math.round((n / REQUESTS) * 60))} ${((n / REQUESTS) * 100).toFixed(0)}%`);
@@ -46,10 +50,12 @@ async function main(): Promise<number> {
       if (res.failed) say(`  FAILED: ${JSON.stringify(res.failures)}`);
     }
     say('');
-    say('lbctl list --stats (packets client -> backends; replies bypass the LB):');
+    say('lbctl list --stats (packets client -> backends; DSR replies bypass the LB, NAT replies come back through it):');
     say(formatServices(await call<ServiceView[]>(d.socket, 'GET', '/v1/services?stats=1'), { stats: true }));
     const st = await call<{ reasons: Record<string, number> }>(d.socket, 'GET', '/v1/stats');
     say('verdicts: ' + Object.entries(st.reasons).filter(([, v]) => v > 0).map(([k, v]) => `${k}=${v}`).join(' '));
+    const nat = await call<{ count: { connections: number; fullNat: number } }>(d.socket, 'GET', '/v1/nat?limit=0');
+    say(`NAT table: ${nat.count.connections} connections (${nat.count.fullNat} full NAT); lbctl nat list shows them`);
     say(`demo: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     if (keep) {
       say('');

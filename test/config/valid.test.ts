@@ -32,6 +32,7 @@ t.test('a minimal config gets every default', async (t) => {
     flowIdleTimeoutMs: 30000,
     api: { socket: '/run/xdplb/lbctl.sock' },
     log: { level: 'info' },
+    nat: { portMin: 10000, portMax: 32767, entries: 262144, sweepIntervalMs: 5000, timeoutsMs: { tcpNew: 30000, tcpEstablished: 300000, tcpClosing: 10000, udp: 30000 } },
   });
   t.notOk('metrics' in c.node, 'metrics off unless configured');
   t.notOk('sourceAddress' in c.node);
@@ -44,6 +45,7 @@ t.test('a minimal config gets every default', async (t) => {
     proto: 'tcp',
     mode: 'l2dsr',
     hashSourceOnly: false,
+    fullNat: false,
     onAllDown: 'drop',
     healthCheck: tcpCheck,
     backends: [{ address: '10.0.0.11', weight: 1, healthCheck: tcpCheck }],
@@ -130,6 +132,7 @@ t.test('a full config normalizes every key', async (t) => {
     api: { socket: '/run/lb1.sock' },
     metrics: { listen: '::', port: 9100 },
     log: { level: 'debug' },
+    nat: { portMin: 10000, portMax: 32767, entries: 262144, sweepIntervalMs: 5000, timeoutsMs: { tcpNew: 30000, tcpEstablished: 300000, tcpClosing: 10000, udp: 30000 } },
   });
   const [web, dns, probe] = c.services;
   t.same(web?.healthCheck, {

@@ -6,7 +6,7 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { LBCTL } from '../daemon/harness.js';
-import { exec, listLabNamespaces } from '../../src/lab/index.js';
+import { exec, listLabNamespaces, udpRequests } from '../../src/lab/index.js';
 import type { LabSummary } from '../../src/lab/daemon.js';
 
 const PREFIX = 'xll-';
@@ -34,11 +34,17 @@ t.test('lab up --json describes a lab that just works; lab down removes all of i
   t.equal(s.client, `${PREFIX}client`);
   t.ok(s.backends.length >= 6 && s.backends.every((b) => b.namespace.startsWith(PREFIX) && b.address), 'backends with namespace and address');
   t.ok(s.services.length >= 2, 'services listed');
+  t.same([...new Set(s.services.map((x) => x.mode))].sort(), ['ipip', 'l2dsr', 'nat'], 'a service per mode');
   for (const svc of s.services) {
     t.ok(svc.vip && svc.port && svc.proto && svc.mode, `${svc.name}: vip, port, proto, mode`);
+    if (svc.proto === 'udp') {
+      const u = await udpRequests({ client: s.client }, svc.vip, svc.port, 5);
+      t.equal(u.ok, 5, `${svc.name}: UDP echoes through ${svc.vip}:${svc.port}`);
+      continue;
+    }
     const r = await exec(s.client, ['curl', '-s', '--max-time', '3', `http://${svc.vip}:${svc.port}/`], { allowFail: true });
-    t.equal(r.status, 0, `${svc.mode}: ip netns exec ${s.client} curl http://${svc.vip}:${svc.port}/ works`);
-    t.match(r.stdout, /"backend":"/, `${svc.mode}: a backend answered`);
+    t.equal(r.status, 0, `${svc.name}: ip netns exec ${s.client} curl http://${svc.vip}:${svc.port}/ works`);
+    t.match(r.stdout, /"backend":"/, `${svc.name}: a backend answered`);
   }
   const st = lbctl(['lab', 'status', '--prefix', PREFIX, '--json']);
   t.equal(st.status, 0, 'status: up');
