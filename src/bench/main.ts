@@ -10,12 +10,13 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { isLbError } from '../errors.js';
 import { REPO_ROOT } from '../dataplane/loader.js';
-import { benchDatapath, type DatapathCase } from './datapath.js';
+import { benchDatapath, type DatapathCase, type DatapathResult } from './datapath.js';
 import { benchControlplane, type Figure } from './controlplane.js';
 import { evaluateGoals, renderTable } from './report.js';
 
 export interface BenchResults {
-  datapath: Array<DatapathCase | { case: 'floor'; mode: '-'; ns_per_packet: number; ratio_to_floor: 1 }>;
+  datapath: Array<DatapathCase | { case: 'floor'; mode: '-'; ns_per_packet: number; ratio_to_floor: 1; ns_median: number }>;
+  calibration: DatapathResult['calibration'];
   controlplane: Record<string, Figure>;
   lab: Record<string, unknown>;
   goals: ReturnType<typeof evaluateGoals>;
@@ -33,12 +34,13 @@ function main(): number {
   const dp = benchDatapath({ log });
   const cp = benchControlplane({ log });
   const datapath: BenchResults['datapath'] = [
-    { case: 'floor', mode: '-', ns_per_packet: dp.floor_ns, ratio_to_floor: 1 },
+    { case: 'floor', mode: '-', ns_per_packet: dp.floor_ns, ratio_to_floor: 1, ns_median: dp.floor_median_ns },
     ...dp.cases,
   ];
   const goals = evaluateGoals(dp.cases, cp);
   const results: BenchResults = {
     datapath,
+    calibration: dp.calibration,
     controlplane: cp,
     lab: { note: 'not measured yet' },
     goals,
@@ -51,12 +53,14 @@ function main(): number {
       node: process.version,
       commit: gitCommit(),
       method: {
-        datapath: 'BPF_PROG_TEST_RUN, ns per packet as the kernel reports it; each case interleaved with the floor (xdp_floor) in every round, medians over rounds; ratio = case median / median of all floor samples of its phase (floor_ns; floor_ns_beside keeps the median of just the samples right before the case)',
-        wrapper: 'VIP cases run through bpf/bench_balancer.bpf.c (undoes encapsulation, restores the Ethernet header, varies/forgets flows); its own cost (xdp_bench_null - xdp_bench_empty) is subtracted, raw_ns keeps the figure before',
+        datapath: `BPF_PROG_TEST_RUN (repeat > 1, so through the XDP dispatcher as in a driver), ns per packet as the kernel reports it (whole ns, truncated); each case interleaved with the floor (xdp_floor) in every round; every figure is the ${dp.quantile} quantile over rounds (the machine is bimodal: some samples run ~1.8x slower for every program alike; the low quantile is the fast mode), medians kept as ns_median/ratio_median; ratio = case / floor of the same phase`,
+        wrapper: 'VIP cases run through bpf/bench_balancer.bpf.c (writes the tuple, undoes encapsulation, restores the Ethernet header); its bookkeeping (xdp_bench_null - xdp_bench_empty, same mode) is subtracted, raw_ns keeps the figure before; undoing the encapsulation is NOT subtracted (undo_encap_ns estimates it); test-run\'s own per-packet cost is in the floor and the cases alike; calibration checks the subtraction',
+        new_flow: 'every iteration a tuple never seen before, into a table that keeps filling (no entry is removed again); the bucket is a random one of the whole table',
+        established_k: 'every packet from another of k flows, in a random order: the worst case for caches (real traffic has runs of packets per flow)',
         rounds: dp.rounds,
         repeat: dp.repeat,
-        empty_program_ns: dp.empty_ns,
-        floor_iqr_ns: dp.floor_iqr_ns,
+        quantile: dp.quantile,
+        floor_quantiles_ns: dp.floor_quantiles_ns,
         floor_samples: dp.floor_samples,
       },
       runtime_s: Math.round((Date.now() - t0) / 100) / 10,

@@ -45,9 +45,10 @@ export function renderTable(r: {
   goals: readonly GoalResult[];
   lab: Record<string, unknown>;
   meta: Record<string, unknown>;
+  calibration?: object;
 }): string {
   let s = `xdplb bench  ${String(r.meta['date'])}  kernel ${String(r.meta['kernel'])}  ${String(r.meta['cpus'])} CPUs\n\n`;
-  s += 'Data path (BPF_PROG_TEST_RUN, ns/packet; medians over rounds, floor interleaved with every case)\n';
+  s += 'Data path (BPF_PROG_TEST_RUN, ns/packet; 10th percentile over rounds, floor interleaved with every case)\n';
   const rows = r.datapath.map((c) => {
     const d = c as Partial<DatapathCase> & CaseLike;
     return [
@@ -58,11 +59,17 @@ export function renderTable(r: {
       d.raw_ns !== undefined ? d.raw_ns.toFixed(1) : '',
       d.floor_ns !== undefined ? d.floor_ns.toFixed(1) : '',
       `${d.ratio_to_floor.toFixed(2)}x`,
+      d.ns_median !== undefined ? d.ns_median.toFixed(1) : '',
       d.counts ? `${d.counts.reason_count}/${d.counts.iterations} ${d.counts.expected_reason}, ${d.counts.new_flows} new` : '',
     ];
   });
-  s += table(['case', 'mode', 'flows', 'ns/pkt', 'raw ns', 'floor ns', 'ratio', 'verified path'], rows, [false, false, true, true, true, true, true, false]);
-  s += '  ns/pkt = raw ns (through the bench wrapper) minus the wrapper\'s own measured cost\n\n';
+  s += table(['case', 'mode', 'flows', 'ns/pkt', 'raw ns', 'floor ns', 'ratio', 'median', 'verified path'], rows, [false, false, true, true, true, true, true, true, false]);
+  s += '  ns/pkt = raw ns (through the bench wrapper) minus the wrapper\'s own measured cost; ipip keeps the wrapper\'s undo of the encapsulation\n';
+  if (r.calibration) {
+    const c = r.calibration as Record<string, number>;
+    s += `  calibration: floor ${c['floor_ns']} ns alone, ${c['floor_via_wrapper_ns']} ns through the wrapper; established l2dsr ${c['established_l2dsr_direct_ns']} ns direct, ${c['established_l2dsr_via_wrapper_ns']} ns through the wrapper; empty program ${c['empty_ns']} ns\n`;
+  }
+  s += '\n';
   s += 'Control plane\n';
   s += table(
     ['figure', 'value', 'unit'],
