@@ -273,12 +273,15 @@ export class Dataplane {
 
     // Out: services, rings, backends.
     const keep = new Set(plan.services.map((s) => keyString(s.key)));
+    const idsInUse = new Set(plan.services.map((s) => s.id));
     for (const [ks, cur] of [...this.services]) {
       if (keep.has(ks)) continue;
       this.maps.services.delete(serviceKey.encode(cur.key));
       this.services.delete(ks);
       report.writes.services++;
       report.services.removed++;
+      // A service added above may have been given this id: the ring is the newcomer's now.
+      if (idsInUse.has(cur.id)) continue;
       this.writeRing(cur.id, new Uint16Array(this.chunksPerRing * RING_CHUNK), report);
       this.rings.delete(cur.id);
     }
