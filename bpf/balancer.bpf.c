@@ -50,6 +50,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	struct hdr_cursor cur = { .pos = data };
 	struct lb_service_key key = {};
 	struct lb_flow flow = {};
+	struct lb_flow_probe probe;
 	struct ipip_inner inner = {};
 	struct lb_backend *be = NULL;
 	struct lb_service *svc;
@@ -146,6 +147,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		return XDP_PASS;
 	}
 
+	flow_probe_start(&probe, &flow); /* before the service lookup, which hides its cache miss */
 	svc = bpf_map_lookup_elem(&services, &key);
 	if (!svc) {
 		*reason = LB_R_PASS_NOT_SERVICE;
@@ -159,7 +161,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	if (!cfg)
 		return XDP_ABORTED;
 
-	be_id = pick_backend(svc, &flow, cfg->clock, &be, &is_new);
+	be_id = pick_backend(svc, &flow, &probe, cfg->clock, &be, &is_new);
 	if (be_id == LB_BACKEND_NONE || !be) {
 		if (svc->flags & LB_SVC_F_DOWN_PASS) {
 			*reason = LB_R_PASS_NO_BACKEND;
