@@ -21,6 +21,7 @@
 #include "lib/maps.h"
 #include "lib/flow.h"
 #include "lib/forward.h"
+#include "lib/svcindex.h"
 
 /* Multiplicative fold of the destination address into the VIP filter's bit index. */
 static __always_inline int vip_filter_hit(__be32 daddr)
@@ -51,6 +52,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	struct lb_service_key key = {};
 	struct lb_flow flow = {};
 	struct lb_flow_probe probe;
+	struct lb_service svc_copy;
 	struct ipip_inner inner = {};
 	struct lb_backend *be = NULL;
 	struct lb_service *svc;
@@ -148,7 +150,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	}
 
 	flow_probe_start(&probe, &flow); /* before the service lookup, which hides its cache miss */
-	svc = bpf_map_lookup_elem(&services, &key);
+	svc = service_lookup(&key, &svc_copy);
 	if (!svc) {
 		*reason = LB_R_PASS_NOT_SERVICE;
 		return XDP_PASS;

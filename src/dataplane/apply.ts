@@ -31,6 +31,7 @@ import {
   type ServiceKey,
 } from './abi.js';
 import { VIP_FILTER_WORDS, vipFilterBit } from './hash.js';
+import type { ServiceIndex } from './svcindex.js';
 import { isIPv4 } from 'node:net';
 
 /** The subset of a BPF map the applier needs; src/bpf's BpfMap provides it. */
@@ -56,6 +57,8 @@ export interface DataplaneMaps {
   backend_stats: PerCpuMapHandle;
   /** the rings map's memory (BPF_F_MMAPABLE): when given, only changed slots are written */
   ringMemory?: Buffer;
+  /** the data path's fast service lookup (bpf/lib/svcindex.h); without it, the hash map only */
+  serviceIndex?: ServiceIndex;
 }
 
 export interface Geometry {
@@ -269,6 +272,8 @@ export class Dataplane {
       this.services.set(ks, { id: s.id, key: s.key, value: s.value });
       report.writes.services++;
     }
+    // After the services are in the hash map, before any leaves it (svcindex.ts says why).
+    this.maps.serviceIndex?.publish(plan.services);
     report.writes.vipFilter += this.writeFilter(plan.filter);
 
     // Out: services, rings, backends.

@@ -10,6 +10,7 @@ import { LbError } from '../errors.js';
 import { isPrime } from '../maglev/index.js';
 import { RING_CHUNK, u32Key } from './abi.js';
 import { Dataplane, type DataplaneMaps } from './apply.js';
+import { ServiceIndex } from './svcindex.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BPF_DIR = join(REPO_ROOT, 'build', 'bpf');
@@ -44,6 +45,8 @@ export const MAP_NAMES = [
   'service_stats',
   'backend_stats',
   'reasons',
+  'svc_index',
+  'svc_by_id',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -91,7 +94,11 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     if (opts.pinDir) for (const m of MAP_NAMES) obj.setPinPath(m, join(opts.pinDir, m));
     obj.load();
     const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
-    const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap() };
+    const dpMaps: DataplaneMaps = {
+      ...maps,
+      ringMemory: maps.rings.mmap(),
+      serviceIndex: new ServiceIndex(maps.svc_index.mmap(), maps.svc_by_id.mmap()),
+    };
     const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
     const reasonNames = obj.btf().enumValues('lb_reason');
     return {
@@ -111,6 +118,8 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
       },
       close() {
         maps.rings.unmap();
+        maps.svc_index.unmap();
+        maps.svc_by_id.unmap();
         obj.close();
       },
     };
