@@ -12,13 +12,14 @@ import { isLbError } from '../errors.js';
 import { REPO_ROOT } from '../dataplane/loader.js';
 import { benchDatapath, type DatapathCase, type DatapathResult } from './datapath.js';
 import { benchControlplane, type Figure } from './controlplane.js';
+import { benchLab, type LabResult } from './lab.js';
 import { evaluateGoals, renderTable } from './report.js';
 
 export interface BenchResults {
   datapath: Array<DatapathCase | { case: 'floor'; mode: '-'; ns_per_packet: number; ratio_to_floor: 1; ns_median: number }>;
   calibration: DatapathResult['calibration'];
   controlplane: Record<string, Figure>;
-  lab: Record<string, unknown>;
+  lab: LabResult | { error: string };
   goals: ReturnType<typeof evaluateGoals>;
   meta: Record<string, unknown>;
 }
@@ -28,21 +29,30 @@ function gitCommit(): string | undefined {
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const t0 = Date.now();
   const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
   const dp = benchDatapath({ log });
   const cp = benchControlplane({ log });
+  let lab: BenchResults['lab'];
+  let status = 0;
+  try {
+    lab = await benchLab({ log });
+  } catch (e) {
+    // The other figures still get written; the missing one is said so, and the exit status is 1.
+    lab = { error: isLbError(e) ? `${e.code}: ${e.message}` : String(e) };
+    status = 1;
+  }
   const datapath: BenchResults['datapath'] = [
     { case: 'floor', mode: '-', ns_per_packet: dp.floor_ns, ratio_to_floor: 1, ns_median: dp.floor_median_ns },
     ...dp.cases,
   ];
-  const goals = evaluateGoals(dp.cases, cp);
+  const goals = evaluateGoals(dp.cases, cp, 'error' in lab ? undefined : lab);
   const results: BenchResults = {
     datapath,
     calibration: dp.calibration,
     controlplane: cp,
-    lab: { note: 'not measured yet' },
+    lab,
     goals,
     meta: {
       date: new Date().toISOString(),
@@ -72,11 +82,11 @@ function main(): number {
   writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(renderTable(results));
   process.stdout.write(`\nwritten: ${file} (${results.meta.runtime_s} s)\n`);
-  return 0;
+  return status;
 }
 
 try {
-  process.exitCode = main();
+  process.exitCode = await main();
 } catch (e) {
   if (isLbError(e)) {
     process.stderr.write(`bench: ${e.code}: ${e.message}\n`);

@@ -1,6 +1,7 @@
 /** The issue's goals, checked against the figures, and the table make bench prints. */
 import type { DatapathCase } from './datapath.js';
 import type { Figure } from './controlplane.js';
+import type { LabResult } from './lab.js';
 
 export interface GoalResult {
   goal: string;
@@ -18,7 +19,7 @@ interface CaseLike {
   ratio_to_floor: number;
 }
 
-export function evaluateGoals(cases: readonly DatapathCase[], cp: Record<string, Figure>): GoalResult[] {
+export function evaluateGoals(cases: readonly DatapathCase[], cp: Record<string, Figure>, lab?: LabResult): GoalResult[] {
   const out: GoalResult[] = [];
   const ratio = (goal: string, pick: (c: DatapathCase) => boolean, limit: number) => {
     for (const c of cases.filter(pick)) {
@@ -30,6 +31,10 @@ export function evaluateGoals(cases: readonly DatapathCase[], cp: Record<string,
   ratio('non-VIP pass <= 1.5x floor', (c) => c.case === 'non_vip_pass', 1.5);
   const m = cp['maglev_build_N1000_M65537'];
   if (m) out.push({ goal: 'Maglev N=1000 M=65537 <= 15 ms', figure: 'maglev_build_N1000_M65537', value: m.value, limit: 15, unit: 'ms', pass: m.value <= 15 });
+  if (lab) {
+    const v = lab.xdp_l2dsr_over_kernel;
+    out.push({ goal: 'lab: XDP >= 3x kernel forwarding pps', figure: 'lab xdp_l2dsr / kernel_forward', value: v, limit: 3, unit: 'x', pass: v >= 3 });
+  }
   return out;
 }
 
@@ -43,7 +48,7 @@ export function renderTable(r: {
   datapath: readonly CaseLike[];
   controlplane: Record<string, Figure>;
   goals: readonly GoalResult[];
-  lab: Record<string, unknown>;
+  lab: object;
   meta: Record<string, unknown>;
   calibration?: object;
 }): string {
@@ -82,6 +87,18 @@ export function renderTable(r: {
     r.goals.map((g) => [g.goal, g.figure, `${g.value} ${g.unit}`, `${g.limit} ${g.unit}`, g.pass ? 'PASS' : 'MISS']),
     [false, false, true, true, false],
   );
-  s += `\nLab: ${JSON.stringify(r.lab)}\n`;
+  s += '\nLab (packets/s through the namespace lab; generator, LB and counter share one CPU)\n';
+  const lab = r.lab as Partial<LabResult> & { error?: string };
+  if (lab.error || !lab.cases) {
+    s += `  not measured: ${lab.error ?? 'no result'}\n`;
+    return s;
+  }
+  s += table(
+    ['case', 'delivered', 'offered', 'ns/pkt', 'LB adds', 'path'],
+    lab.cases.map((c) => [c.case, `${(c.delivered_pps / 1e6).toFixed(2)} Mpps`, `${(c.offered_pps / 1e6).toFixed(2)} Mpps`, c.ns_per_packet.toFixed(0), c.lb_ns_per_packet !== undefined ? `${c.lb_ns_per_packet.toFixed(0)} ns` : '', c.path]),
+    [false, true, true, true, true, false],
+  );
+  s += `  XDP l2dsr / kernel forwarding: ${lab.xdp_l2dsr_over_kernel}x packets/s; ${lab.xdp_l2dsr_over_kernel_lb_only}x in what the LB adds per packet\n`;
+  s += `  limit: ${lab.limit}\n`;
   return s;
 }
