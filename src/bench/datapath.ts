@@ -498,6 +498,20 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           floors.push(...acc.floor);
           cases.push(report(s, acc, { ...ctx, floorNs: quantile(acc.floor, QUANTILE), floorMedianNs: median(acc.floor) }));
         }
+        // Diagnostic, not a goal: the new-flow path with a table that fits in L1 (1024 buckets,
+        // 32 KiB), to tell the path's own cost from its bucket's cache and TLB miss above.
+        log('data path: new flow into a cache-resident flow table (diagnostic)');
+        const small = new Bench(repeat, 1024, opts.objectPath);
+        try {
+          small.setup();
+          small.ctxIn = bench.ctxIn;
+          const s: Spec = { ...main[1] as Spec, name: 'new_flow_cache_resident' };
+          const acc = small.measureAll([s], rounds).get(s) as Acc;
+          floors.push(...acc.floor);
+          cases.push(report(s, acc, { ...ctx, floorNs: quantile(acc.floor, QUANTILE), floorMedianNs: median(acc.floor), flowBuckets: 1024 }));
+        } finally {
+          small.close();
+        }
         return {
           cases,
           floor_ns: round(quantile(floors, QUANTILE)),
