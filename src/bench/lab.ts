@@ -197,8 +197,9 @@ function drive(e: Env, frame: Buffer, seconds: number): { offered: number; deliv
 }
 
 export async function benchLab(opts: LabOptions = {}): Promise<LabResult> {
-  const seconds = opts.seconds ?? 2;
-  const rounds = opts.rounds ?? 3;
+  // Short and many: the neighbours' load moves within seconds, and interleaving spreads it over all cases.
+  const seconds = opts.seconds ?? 1;
+  const rounds = opts.rounds ?? 7;
   const log = opts.log ?? (() => {});
   await labDown(LAB_PREFIX);
   log(`lab: up (${LAB_PREFIX}*)`);
