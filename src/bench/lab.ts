@@ -14,7 +14,11 @@
  * on the CPU that makes the test-run call. So each case's rate is one CPU's worth of
  * generator + veth + LB + veth + counter, and `generator_only` (counted at the LB's eth0 instead)
  * and `xdp_floor` (swap MACs, XDP_TX at the LB) say how much of a packet's time is not the LB:
- * lb_ns_per_packet is a case's ns per packet minus generator_only's.
+ * lb_ns_per_packet is a case's ns per packet minus generator_only's in the same round.
+ *
+ * The neighbours' load moves the whole chain's speed from one second to the next, every case
+ * alike, so the derived figures are taken within a round (cases a second apart) and then the
+ * median over rounds: the ratio of packets/s, and each case's difference to generator_only.
  *
  * The cases are a table: NAT's (the balancer's nat mode, nftables DNAT) are one entry each.
  */
@@ -43,7 +47,7 @@ export interface LabCase {
   delivered_pps: number;
   /** 1e9 / delivered_pps: the whole chain, on one CPU */
   ns_per_packet: number;
-  /** ns_per_packet minus generator_only's: what going through the LB adds */
+  /** ns per packet minus generator_only's, per round, median: what going through the LB adds */
   lb_ns_per_packet?: number;
   samples_pps: number[];
 }
@@ -51,9 +55,9 @@ export interface LabCase {
 export interface LabResult {
   unit: 'packets/s';
   cases: LabCase[];
-  /** delivered pps of the XDP balancer over the kernel's forwarding (l2dsr: the same frames) */
+  /** delivered pps of the XDP balancer over the kernel's forwarding, per round, median */
   xdp_l2dsr_over_kernel: number;
-  /** the same for what the LB adds per packet (kernel lb_ns / xdp lb_ns) */
+  /** kernel_forward's lb_ns_per_packet over xdp_l2dsr's, per round, median */
   xdp_l2dsr_over_kernel_lb_only: number;
   limit: string;
   method: Record<string, unknown>;
@@ -256,16 +260,16 @@ export async function benchLab(opts: LabOptions = {}): Promise<LabResult> {
         samples_pps: s.delivered.map(Math.round),
       };
     });
-    const gen0 = cases.find((c) => c.case === 'generator_only');
-    for (const c of cases) if (gen0 && c !== gen0) c.lb_ns_per_packet = round(c.ns_per_packet - gen0.ns_per_packet, 1);
-    const by = (n: string) => cases.find((c) => c.case === n) as LabCase;
-    const x = by('xdp_l2dsr');
-    const k = by('kernel_forward');
+    const pps = (n: string) => (samples.get(n) as { delivered: number[] }).delivered;
+    const perRound = (f: (r: number) => number) => median(Array.from({ length: rounds }, (_, r) => f(r)));
+    const ns = (n: string, r: number) => 1e9 / (pps(n)[r] as number);
+    const added = (n: string, r: number) => ns(n, r) - ns('generator_only', r);
+    for (const c of cases) if (c.case !== 'generator_only') c.lb_ns_per_packet = round(perRound((r) => added(c.case, r)), 1);
     return {
       unit: 'packets/s',
       cases,
-      xdp_l2dsr_over_kernel: round(x.delivered_pps / k.delivered_pps),
-      xdp_l2dsr_over_kernel_lb_only: round((k.lb_ns_per_packet ?? NaN) / (x.lb_ns_per_packet ?? NaN)),
+      xdp_l2dsr_over_kernel: round(perRound((r) => (pps('xdp_l2dsr')[r] as number) / (pps('kernel_forward')[r] as number))),
+      xdp_l2dsr_over_kernel_lb_only: round(perRound((r) => added('kernel_forward', r) / added('xdp_l2dsr', r))),
       limit:
         'one CPU: live frames are processed inline, so generator, veth, LB and counter share the CPU of the test-run call; ' +
         'generator_only is that chain without the LB, and every case delivered what was offered unless offered_pps > delivered_pps',
@@ -275,7 +279,7 @@ export async function benchLab(opts: LabOptions = {}): Promise<LabResult> {
         counter: 'xdp_lab_count on the router port of the LB link (v-lb): counts the flows, drops them',
         seconds_per_case: seconds,
         rounds,
-        statistic: 'median over rounds, cases interleaved within each round',
+        statistic: 'cases interleaved within each round; pps: median over rounds; ratios and differences: taken within each round, then the median',
       },
     };
   } finally {
