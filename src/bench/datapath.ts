@@ -7,11 +7,14 @@
  * Statistic. On the VMs we run on, every program's per-packet time is bimodal from one test-run
  * to the next (the floor: 8 or ~15 ns, the established flow: 40 or ~70 ns, in no pattern we can
  * pair): the host's other load slows some samples by ~1.8x, all programs alike. A median then
- * depends on how many samples happened to fall in the slow mode. We quote a low quantile (the
- * 5th percentile over `rounds` samples) of every program, floor and cases alike, which sits in
- * the fast mode as long as at least one sample in twenty is; the median is kept in the JSON
- * beside it. When the machine is so busy that the fast mode is rarer than that, the programs no
- * longer agree on which mode they are quoted in, and the calibration below shows it.
+ * depends on how many samples happened to fall in the slow mode, and a fixed low quantile sits
+ * in the fast mode for one program and not another when the fast mode gets rare (seen: the
+ * wrapper 11 ns off the direct run). So every figure, floor and cases alike, is the median of
+ * that program's fast-mode samples (within 10% + 1 ns of its smallest, stats.ts), and rounds go
+ * on (MIN_ROUNDS..MAX_ROUNDS) until every program of the phase has NEED_FAST of them. The
+ * median over all samples is kept in the JSON beside it. A phase that hits MAX_ROUNDS first,
+ * or a calibration off by more than CALIBRATION_TOLERANCE_NS, makes calibration.trustworthy
+ * false: the machine was too busy, run again.
  *
  * Harness cost. Test-run's own per-iteration cost (xdp_bench_empty, ~7 ns) is in the floor and
  * in every case alike: nothing subtracts it. VIP cases run through bpf/bench_balancer.bpf.c,
@@ -28,30 +31,39 @@ import { FLOW_WAYS, u32Key } from '../dataplane/abi.js';
 import { lbHash3, rawAddr4, rawPort } from '../dataplane/hash.js';
 import { packet } from '../packet/index.js';
 import { BENCH_DEV, BENCH_LOCAL4, BENCH_NS, createBenchNetns, destroyBenchNetns } from './netns.js';
-import { median, quantile, round } from './stats.js';
+import { fastMode, fastSamples, median, quantile, round } from './stats.js';
 
-/** The quantile every figure is taken at (see the file comment). */
-export const QUANTILE = 0.05;
-/** |through the wrapper - direct| beyond this many ns marks a run as too noisy to quote. */
-export const CALIBRATION_TOLERANCE_NS = 3;
+export const MIN_ROUNDS = 31;
+export const MAX_ROUNDS = 201;
+/** fast-mode samples every program of a phase must have before the phase stops */
+export const NEED_FAST = 7;
+/**
+ * |through the wrapper - direct| beyond this many ns marks a run as too noisy to quote. On quiet
+ * runs the wrapper figure sits 1-4 ns above the direct one (the balancer inlined into the wrapper
+ * costs a little more than alone): the wrapper's figures err on the high side by that much.
+ */
+export const CALIBRATION_TOLERANCE_NS = 5;
 
 export interface DatapathCase {
   case: string;
   mode: string;
-  /** at QUANTILE, wrapper subtracted */
+  /** fast-mode median, wrapper subtracted */
   ns_per_packet: number;
   ratio_to_floor: number;
   /** the same from medians */
   ns_median: number;
   ratio_median: number;
-  /** through the wrapper, before subtracting its cost (at QUANTILE) */
+  /** through the wrapper, before subtracting its cost (fast-mode median) */
   raw_ns?: number;
   wrapper_ns?: number;
   /** ipip: part of ns_per_packet that is the wrapper undoing the encapsulation (estimate) */
   undo_encap_ns?: number;
-  /** the floor the ratio is taken against, at QUANTILE, over the samples of this case's phase */
+  /** the floor the ratio is taken against: fast-mode median of this case's phase */
   floor_ns: number;
   tracked_flows?: number;
+  /** samples of this case, and how many of them were in the fast mode */
+  samples: number;
+  fast_samples: number;
   /** flow-table buckets (x4 ways) during this case */
   flow_buckets: number;
   verified: boolean;
@@ -71,8 +83,10 @@ export interface Calibration {
   empty_ns: number;
   /** established_l2dsr_via_wrapper_ns - established_l2dsr_direct_ns */
   wrapper_error_ns: number;
-  /** false when |wrapper_error_ns| > CALIBRATION_TOLERANCE_NS: the machine was too busy, rerun */
+  /** false when |wrapper_error_ns| > CALIBRATION_TOLERANCE_NS or a phase ran out of rounds */
   trustworthy: boolean;
+  /** phases that reached MAX_ROUNDS without NEED_FAST fast samples for every program */
+  phases_short_of_fast_samples: string[];
 }
 
 export interface DatapathResult {
@@ -83,12 +97,14 @@ export interface DatapathResult {
   floor_quantiles_ns: number[];
   floor_samples: number;
   calibration: Calibration;
-  rounds: number;
+  /** rounds each phase took */
+  rounds: Record<string, number>;
   repeat: number;
-  quantile: number;
+  statistic: string;
 }
 
 export interface DatapathOptions {
+  /** fixed number of rounds per phase (default: MIN_ROUNDS..MAX_ROUNDS, until NEED_FAST) */
   rounds?: number;
   repeat?: number;
   /** tracked-flow counts for the established-flow scaling cases */
@@ -312,13 +328,26 @@ class Bench {
     acc.bad += after.st.bad - before.st.bad;
   }
 
-  /** The floor, the case and (for wrapped cases) the wrapper alone, `rounds` times in turn. */
-  measureAll(specs: Spec[], rounds: number, extra: (round: number) => void = () => {}): Map<Spec, Acc> {
+  /**
+   * The floor, the case and (for wrapped cases) the wrapper alone, in turn, round after round until
+   * every series (and the caller's `more`) has NEED_FAST fast-mode samples, within the plan.
+   */
+  measureAll(
+    specs: Spec[],
+    plan: RoundPlan,
+    extra: (round: number) => void = () => {},
+    more: () => number[][] = () => [],
+  ): { accs: Map<Spec, Acc>; rounds: number; enough: boolean } {
     const accs = new Map<Spec, Acc>(specs.map((s) => [s, newAcc()]));
     // warm-up: caches, branch predictors, the dispatcher
     const fl = tcpSyn(VIP_L2);
     this.run(this.floor, fl);
-    for (let r = 0; r < rounds; r++) {
+    const enough = () =>
+      [...[...accs.values()].flatMap((a) => [a.floor, a.raw, ...(a.nul.length ? [a.nul] : [])]), ...more()].every(
+        (xs) => fastSamples(xs).length >= NEED_FAST,
+      );
+    let r = 0;
+    while (r < plan.max && (r < plan.min || !enough())) {
       extra(r);
       for (const s of specs) {
         const acc = accs.get(s) as Acc;
@@ -329,8 +358,9 @@ class Bench {
           acc.nul.push(this.run(this.nul, s.pkt).ns);
         }
       }
+      r++;
     }
-    return accs;
+    return { accs, rounds: r, enough: enough() };
   }
 
   /** Zeroes the whole flow table in one batch. */
@@ -379,6 +409,11 @@ function verify(s: Spec, acc: Acc): { ok: boolean; why: string[] } {
   return { ok: why.length === 0, why };
 }
 
+interface RoundPlan {
+  min: number;
+  max: number;
+}
+
 interface Context {
   emptyNs: number;
   floorNs: number;
@@ -394,13 +429,13 @@ function report(s: Spec, acc: Acc, c: Context): DatapathCase {
       hint: 'the figure would measure another path; fix the case or the wrapper before quoting it',
     });
   }
-  const raw = quantile(acc.raw, QUANTILE);
+  const raw = fastMode(acc.raw);
   const rawMed = median(acc.raw);
   let ns = raw;
   let nsMed = rawMed;
   const out: Partial<DatapathCase> = {};
   if (s.via === 'wrap') {
-    const wrapper = Math.max(0, quantile(acc.nul, QUANTILE) - c.emptyNs);
+    const wrapper = Math.max(0, fastMode(acc.nul) - c.emptyNs);
     ns = raw - wrapper;
     nsMed = rawMed - Math.max(0, median(acc.nul) - c.emptyNs);
     out.raw_ns = round(raw);
@@ -417,6 +452,8 @@ function report(s: Spec, acc: Acc, c: Context): DatapathCase {
     ...out,
     floor_ns: round(c.floorNs),
     ...(s.trackedFlows !== undefined ? { tracked_flows: s.trackedFlows } : {}),
+    samples: acc.raw.length,
+    fast_samples: fastSamples(acc.raw).length,
     flow_buckets: c.flowBuckets,
     verified: true,
     counts: {
@@ -431,7 +468,13 @@ function report(s: Spec, acc: Acc, c: Context): DatapathCase {
 }
 
 export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
-  const rounds = opts.rounds ?? 61;
+  const plan: RoundPlan = opts.rounds ? { min: opts.rounds, max: opts.rounds } : { min: MIN_ROUNDS, max: MAX_ROUNDS };
+  const roundsUsed: Record<string, number> = {};
+  const short: string[] = [];
+  const phase = (name: string, m: { rounds: number; enough: boolean }) => {
+    roundsUsed[name] = m.rounds;
+    if (!m.enough) short.push(name);
+  };
   const repeat = opts.repeat ?? 20000;
   const scaling = opts.scaling ?? [10_000, 1_000_000];
   const log = opts.log ?? (() => {});
@@ -468,17 +511,19 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           cal.pair.push(bench.run(bench.adjustPair, l2).ns);
           bench.measure(direct, directAcc);
         };
-        log(`data path: ${main.length} cases x ${rounds} rounds x ${repeat} packets, beside the floor (flow table ${flowBuckets} buckets)`);
-        const accs = bench.measureAll(main, rounds, extra);
+        log(`data path: ${main.length} cases x ${plan.min}-${plan.max} rounds x ${repeat} packets, beside the floor (flow table ${flowBuckets} buckets)`);
+        const m = bench.measureAll(main, plan, extra, () => [cal.empty, cal.floorWrap, cal.nulFixed, cal.pair, directAcc.raw]);
+        phase('main', m);
+        const accs = m.accs;
         const floorMain = main.flatMap((s) => (accs.get(s) as Acc).floor);
         floors.push(...floorMain);
-        const emptyNs = quantile(cal.empty, QUANTILE);
-        const nulFixed = quantile(cal.nulFixed, QUANTILE);
+        const emptyNs = fastMode(cal.empty);
+        const nulFixed = fastMode(cal.nulFixed);
         const ctx: Context = {
           emptyNs,
-          floorNs: quantile(floorMain, QUANTILE),
+          floorNs: fastMode(floorMain),
           floorMedianNs: median(floorMain),
-          undoNs: Math.max(0, (quantile(cal.pair, QUANTILE) - nulFixed) / 2),
+          undoNs: Math.max(0, (fastMode(cal.pair) - nulFixed) / 2),
           flowBuckets,
         };
         for (const s of main) cases.push(report(s, accs.get(s) as Acc, ctx));
@@ -486,16 +531,17 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
         if (!v.ok) throw new LbError('ERR_LB_BPF_TEST_RUN', `calibration case established_direct/l2dsr did not take the intended path: ${v.why.join('; ')}`);
         const wrapper = Math.max(0, nulFixed - emptyNs);
         const viaWrap = cases.find((c) => c.case === 'established' && c.mode === 'l2dsr');
-        const directNs = quantile(directAcc.raw, QUANTILE);
+        const directNs = fastMode(directAcc.raw);
         const viaNs = viaWrap?.ns_per_packet ?? NaN;
         const calibration: Calibration = {
           floor_ns: round(ctx.floorNs),
-          floor_via_wrapper_ns: round(quantile(cal.floorWrap, QUANTILE) - wrapper),
+          floor_via_wrapper_ns: round(fastMode(cal.floorWrap) - wrapper),
           established_l2dsr_direct_ns: round(directNs),
           established_l2dsr_via_wrapper_ns: viaNs,
           empty_ns: round(emptyNs),
           wrapper_error_ns: round(viaNs - directNs),
           trustworthy: Math.abs(viaNs - directNs) <= CALIBRATION_TOLERANCE_NS,
+          phases_short_of_fast_samples: short,
         };
         if (!calibration.trustworthy) {
           log(`data path: calibration off by ${calibration.wrapper_error_ns} ns (tolerance ${CALIBRATION_TOLERANCE_NS}): the machine was busy, figures are noisy`);
@@ -509,9 +555,11 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
             cfg: { mode: BENCH_TABLE, n: k, base: 0 }, reason: 'TX_L2DSR', retval: XdpAction.TX,
             newFlows: false, encap: false, trackedFlows: k,
           };
-          const acc = bench.measureAll([s], rounds).get(s) as Acc;
+          const ms = bench.measureAll([s], plan);
+          phase(s.name, ms);
+          const acc = ms.accs.get(s) as Acc;
           floors.push(...acc.floor);
-          cases.push(report(s, acc, { ...ctx, floorNs: quantile(acc.floor, QUANTILE), floorMedianNs: median(acc.floor) }));
+          cases.push(report(s, acc, { ...ctx, floorNs: fastMode(acc.floor), floorMedianNs: median(acc.floor) }));
         }
         // Diagnostic, not a goal: the new-flow path with a table that fits in L1 (1024 buckets,
         // 32 KiB), to tell the path's own cost from its bucket's cache and TLB miss above.
@@ -521,22 +569,26 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           small.setup();
           small.ctxIn = bench.ctxIn;
           const s: Spec = { ...main[1] as Spec, name: 'new_flow_cache_resident' };
-          const acc = small.measureAll([s], rounds).get(s) as Acc;
+          const ms = small.measureAll([s], plan);
+          phase(s.name, ms);
+          const acc = ms.accs.get(s) as Acc;
           floors.push(...acc.floor);
-          cases.push(report(s, acc, { ...ctx, floorNs: quantile(acc.floor, QUANTILE), floorMedianNs: median(acc.floor), flowBuckets: 1024 }));
+          cases.push(report(s, acc, { ...ctx, floorNs: fastMode(acc.floor), floorMedianNs: median(acc.floor), flowBuckets: 1024 }));
         } finally {
           small.close();
         }
+        calibration.trustworthy &&= short.length === 0;
+        if (short.length) log(`data path: phases ${short.join(', ')} ran out of rounds before every program had ${NEED_FAST} fast-mode samples`);
         return {
           cases,
-          floor_ns: round(quantile(floors, QUANTILE)),
+          floor_ns: round(fastMode(floors)),
           floor_median_ns: round(median(floors)),
           floor_quantiles_ns: [0.1, 0.25, 0.5, 0.75, 0.9].map((q) => quantile(floors, q)),
           floor_samples: floors.length,
           calibration,
-          rounds,
+          rounds: roundsUsed,
           repeat,
-          quantile: QUANTILE,
+          statistic: `median of each program's fast-mode samples (within 10% + 1 ns of its smallest); rounds per phase ${plan.min}..${plan.max}, until every program has ${NEED_FAST} such samples`,
         };
       });
     } finally {

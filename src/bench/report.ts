@@ -53,7 +53,7 @@ export function renderTable(r: {
   calibration?: object;
 }): string {
   let s = `xdplb bench  ${String(r.meta['date'])}  kernel ${String(r.meta['kernel'])}  ${String(r.meta['cpus'])} CPUs\n\n`;
-  s += 'Data path (BPF_PROG_TEST_RUN, ns/packet; 5th percentile over rounds, floor interleaved with every case)\n';
+  s += 'Data path (BPF_PROG_TEST_RUN, ns/packet; median of each program\'s fast-mode samples, floor interleaved with every case)\n';
   const rows = r.datapath.map((c) => {
     const d = c as Partial<DatapathCase> & CaseLike;
     return [
@@ -74,7 +74,7 @@ export function renderTable(r: {
     const c = r.calibration as Record<string, number>;
     s += `  calibration: floor ${c['floor_ns']} ns alone, ${c['floor_via_wrapper_ns']} ns through the wrapper; established l2dsr ${c['established_l2dsr_direct_ns']} ns direct, ${c['established_l2dsr_via_wrapper_ns']} ns through the wrapper; empty program ${c['empty_ns']} ns\n`;
     if ((r.calibration as { trustworthy?: boolean }).trustworthy === false) {
-      s += `  WARNING: the wrapper figure is off the direct one by ${c['wrapper_error_ns']} ns: the machine was too busy for this run's figures; run again\n`;
+      s += `  WARNING: the machine was too busy for this run's figures (wrapper off the direct run by ${c['wrapper_error_ns']} ns; phases short of fast samples: ${JSON.stringify((r.calibration as { phases_short_of_fast_samples?: string[] }).phases_short_of_fast_samples ?? [])}); run again\n`;
     }
   }
   s += '\n';
