@@ -12,9 +12,10 @@
  * wrapper 11 ns off the direct run). So every figure, floor and cases alike, is the median of
  * that program's fast-mode samples (within 10% + 1 ns of its smallest, stats.ts), and rounds go
  * on (MIN_ROUNDS..MAX_ROUNDS) until every program of the phase has NEED_FAST of them. The
- * median over all samples is kept in the JSON beside it. A phase that hits MAX_ROUNDS first,
- * or a calibration off by more than CALIBRATION_TOLERANCE_NS, makes calibration.trustworthy
- * false: the machine was too busy, run again.
+ * median over all samples is kept in the JSON beside it. A calibration off by more than
+ * CALIBRATION_TOLERANCE_NS makes calibration.trustworthy false (the machine was too busy, run
+ * again); phases that hit MAX_ROUNDS first are listed (memory-bound cases have a broad, not a
+ * bimodal, spread and often do: their figure is then the median of their fastest samples).
  *
  * Harness cost. Test-run's own per-iteration cost (xdp_bench_empty, ~7 ns) is in the floor and
  * in every case alike: nothing subtracts it. VIP cases run through bpf/bench_balancer.bpf.c,
@@ -34,7 +35,7 @@ import { BENCH_DEV, BENCH_LOCAL4, BENCH_NS, createBenchNetns, destroyBenchNetns 
 import { fastMode, fastSamples, median, quantile, round } from './stats.js';
 
 export const MIN_ROUNDS = 31;
-export const MAX_ROUNDS = 201;
+export const MAX_ROUNDS = 121;
 /** fast-mode samples every program of a phase must have before the phase stops */
 export const NEED_FAST = 7;
 /**
@@ -83,7 +84,7 @@ export interface Calibration {
   empty_ns: number;
   /** established_l2dsr_via_wrapper_ns - established_l2dsr_direct_ns */
   wrapper_error_ns: number;
-  /** false when |wrapper_error_ns| > CALIBRATION_TOLERANCE_NS or a phase ran out of rounds */
+  /** false when |wrapper_error_ns| > CALIBRATION_TOLERANCE_NS */
   trustworthy: boolean;
   /** phases that reached MAX_ROUNDS without NEED_FAST fast samples for every program */
   phases_short_of_fast_samples: string[];
@@ -577,7 +578,6 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
         } finally {
           small.close();
         }
-        calibration.trustworthy &&= short.length === 0;
         if (short.length) log(`data path: phases ${short.join(', ')} ran out of rounds before every program had ${NEED_FAST} fast-mode samples`);
         return {
           cases,

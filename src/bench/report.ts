@@ -74,8 +74,10 @@ export function renderTable(r: {
     const c = r.calibration as Record<string, number>;
     s += `  calibration: floor ${c['floor_ns']} ns alone, ${c['floor_via_wrapper_ns']} ns through the wrapper; established l2dsr ${c['established_l2dsr_direct_ns']} ns direct, ${c['established_l2dsr_via_wrapper_ns']} ns through the wrapper; empty program ${c['empty_ns']} ns\n`;
     if ((r.calibration as { trustworthy?: boolean }).trustworthy === false) {
-      s += `  WARNING: the machine was too busy for this run's figures (wrapper off the direct run by ${c['wrapper_error_ns']} ns; phases short of fast samples: ${JSON.stringify((r.calibration as { phases_short_of_fast_samples?: string[] }).phases_short_of_fast_samples ?? [])}); run again\n`;
+      s += `  WARNING: the wrapper figure is ${c['wrapper_error_ns']} ns off the direct run: the machine was too busy for this run's figures; run again\n`;
     }
+    const short = (r.calibration as { phases_short_of_fast_samples?: string[] }).phases_short_of_fast_samples ?? [];
+    if (short.length) s += `  phases that ran out of rounds before every program had 7 fast-mode samples: ${short.join(', ')}\n`;
   }
   s += '\n';
   s += 'Control plane\n';
