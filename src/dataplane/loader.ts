@@ -55,6 +55,8 @@ export interface LoadedBalancer {
   prog: BpfProgram;
   maps: Record<MapName, BpfMap>;
   dataplane: Dataplane;
+  /** the data path's fast service lookup, which dataplane.apply() keeps in step */
+  serviceIndex: ServiceIndex;
   geometry: Geometry;
   /** verdict counters summed over CPUs, by reason name (from the object's BTF) */
   reasons(): Record<string, bigint>;
@@ -94,11 +96,8 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     if (opts.pinDir) for (const m of MAP_NAMES) obj.setPinPath(m, join(opts.pinDir, m));
     obj.load();
     const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
-    const dpMaps: DataplaneMaps = {
-      ...maps,
-      ringMemory: maps.rings.mmap(),
-      serviceIndex: new ServiceIndex(maps.svc_index.mmap(), maps.svc_by_id.mmap()),
-    };
+    const serviceIndex = new ServiceIndex(maps.svc_index.mmap(), maps.svc_by_id.mmap());
+    const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap(), serviceIndex };
     const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
     const reasonNames = obj.btf().enumValues('lb_reason');
     return {
@@ -106,6 +105,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
       prog: obj.program('xdp_balancer'),
       maps,
       dataplane,
+      serviceIndex,
       geometry,
       reasons() {
         const out: Record<string, bigint> = {};

@@ -17,9 +17,7 @@ let index: ServiceIndex;
 
 t.before(() => {
   lb = loadBalancer({ ringSize: 251, maxServices: 16, flowBuckets: 1024 });
-  const idx = (lb.dataplane as unknown as { maps: { serviceIndex?: ServiceIndex } }).maps.serviceIndex;
-  if (!idx) throw new Error('the loader gave the Dataplane no service index');
-  index = idx;
+  index = lb.serviceIndex;
 });
 t.teardown(() => lb?.close());
 
