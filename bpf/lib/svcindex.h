@@ -30,6 +30,12 @@
 #include "lb_abi.h"
 #include "maps.h"
 
+/*
+ * svc_by_id holds struct lb_service as one 8-byte word, copied and stored whole; a bigger
+ * lb_service needs a seqlock-style copy here and in svcindex.ts instead.
+ */
+_Static_assert(sizeof(struct lb_service) == 8, "svcindex.h copies struct lb_service as one u64");
+
 /* 4096 slots in 32 KiB: a few hundred services fold into them with few collisions. */
 #ifndef LB_SVC_INDEX_SHIFT
 #define LB_SVC_INDEX_SHIFT 12
