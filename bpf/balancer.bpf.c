@@ -25,6 +25,7 @@
 #include "lib/flow.h"
 #include "lib/forward.h"
 #include "lib/nat.h"
+#include "lib/svcindex.h"
 
 /* Multiplicative fold of the destination address into the VIP filter's bit index. */
 static __always_inline int vip_filter_hit(__be32 daddr)
@@ -54,6 +55,8 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	struct hdr_cursor cur = { .pos = data };
 	struct lb_service_key key = {};
 	struct lb_flow flow = {};
+	struct lb_flow_probe probe;
+	struct lb_service svc_copy;
 	struct ipip_inner inner = {};
 	struct lb_backend *be = NULL;
 	struct lb_service *svc;
@@ -151,7 +154,8 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		return XDP_PASS;
 	}
 
-	svc = bpf_map_lookup_elem(&services, &key);
+	flow_probe_start(&probe, &flow); /* before the service lookup, which hides its cache miss */
+	svc = service_lookup(&key, &svc_copy);
 	if (!svc) {
 		*reason = LB_R_PASS_NOT_SERVICE;
 		goto not_service;
@@ -167,7 +171,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 	if (!cfg)
 		return XDP_ABORTED;
 
-	be_id = pick_backend(svc, &flow, cfg->clock, &be, &is_new);
+	be_id = pick_backend(svc, &flow, &probe, cfg->clock, &be, &is_new);
 	if (be_id == LB_BACKEND_NONE || !be) {
 		if (svc->flags & LB_SVC_F_DOWN_PASS) {
 			*reason = LB_R_PASS_NO_BACKEND;

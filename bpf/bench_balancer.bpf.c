@@ -4,23 +4,30 @@
  *
  * BPF_PROG_TEST_RUN with repeat > 1 does not reset the packet between iterations
  * (shared/LAB-NOTES.md), so timing xdp_balancer directly would measure the wrong path from the
- * second iteration on: an IPIP packet it just built, passed as non-VIP; a "new" flow that the
- * first iteration already put in the flow table. The wrapper runs the balancer's real entry
+ * second iteration on for anything that encapsulates (it would pass its own IPIP packet as
+ * non-VIP), and could not vary the flow. The wrapper runs the balancer's real entry
  * (balancer_entry(), the body of xdp_balancer) and around it:
  *   - before: writes the iteration's client tuple into the packet (bench_cfg.mode);
  *   - after:  undoes an encapsulation (adjust_head back by 20) and restores the headers
  *             (Ethernet, IPv4, TCP: NAT rewrites all three), so the next iteration sees the
- *             original frame again;
- *   - after:  with bench_cfg.forget, removes the flow the balancer just inserted, so the flow
- *             table is left as it was and the next new flow misses for real.
- * xdp_bench_null does the same bookkeeping without the balancer: its time is the wrapper's own
- * cost, which the control plane subtracts. The object shares the balancer's maps, so the
- * balancer's own counters (reasons, service_stats) tell which path every iteration took.
+ *             original frame again.
+ * New-flow cases need no undo: every iteration carries a tuple never seen before, so it misses
+ * whatever the table holds, and a miss into a full bucket runs the same code as into an empty one.
+ *
+ * The same bookkeeping runs around nothing (xdp_bench_null: the wrapper's own cost, subtracted
+ * by user space) and around the floor (xdp_bench_floor: a check that the subtraction is fair, as
+ * floor-through-wrapper minus wrapper must equal the floor alone). The undo of an encapsulation
+ * is not in xdp_bench_null, so it stays charged to the ipip cases; xdp_bench_adjust_pair (the
+ * bookkeeping plus a grow/shrink pair) lets user space report its size.
+ *
+ * The object shares the balancer's maps, so the balancer's own counters (reasons, service_stats)
+ * tell which path every iteration took.
  *
  * The packet must be Ethernet + IPv4 without options + TCP without options (or anything at least
  * that long); client tuple j becomes source address 10.128.0.0 + (j >> 16) and source port j & 0xffff.
  */
 #include "balancer.bpf.c"
+#include "floor.h"
 
 enum bench_mode {
 	BENCH_FIXED = 0, /* the packet as given, every iteration */
@@ -28,29 +35,34 @@ enum bench_mode {
 	BENCH_TABLE = 2, /* tuple j = bench_tuples[i], i cycling over [0, n) */
 };
 
+enum bench_call {
+	CALL_NONE = 0,
+	CALL_BALANCER,
+	CALL_FLOOR,
+	CALL_ADJUST_PAIR,
+};
+
 #define BENCH_NET 0x0a800000U /* 10.128.0.0, host order */
 #define BENCH_L2 14
 #define BENCH_SADDR_OFF (BENCH_L2 + 12)
-#define BENCH_DADDR_OFF (BENCH_L2 + 16)
 #define BENCH_PORTS_OFF (BENCH_L2 + 20)
 #define BENCH_ENCAP 20 /* sizeof(struct iphdr): what fwd_ipip pushes */
 #define BENCH_HDR (BENCH_L2 + 20 + 20) /* what the wrapper saves and restores */
 
 /* Written by user space between runs: array key 0. */
 struct bench_cfg {
-	__u32 mode;   /* enum bench_mode */
-	__u32 n;      /* BENCH_TABLE: entries used in bench_tuples */
-	__u32 base;   /* BENCH_SEQ: first tuple */
-	__u32 forget; /* 1: remove the flow the balancer inserted, after each iteration */
+	__u32 mode; /* enum bench_mode */
+	__u32 n;    /* BENCH_TABLE: entries used in bench_tuples */
+	__u32 base; /* BENCH_SEQ: first tuple */
+	__u32 pad;
 };
 
-/* Per CPU, read back by user space: what the wrapper did. */
+/* What the wrapper did, read back by user space. */
 struct bench_state {
-	__u64 iter;      /* iterations run (also the BENCH_SEQ offset) */
-	__u64 pos;       /* BENCH_TABLE position, wraps at n */
-	__u64 undone;    /* encapsulations undone */
-	__u64 forgotten; /* flows removed from the table again */
-	__u64 bad;       /* packet not as the wrapper needs it, or undo failed */
+	__u64 iter;   /* iterations run (also the BENCH_SEQ offset) */
+	__u64 pos;    /* BENCH_TABLE position, wraps at n */
+	__u64 undone; /* encapsulations undone */
+	__u64 bad;    /* packet not as the wrapper needs it, or undo failed */
 };
 
 struct {
@@ -60,8 +72,13 @@ struct {
 	__type(value, struct bench_cfg);
 } bench_cfg SEC(".maps");
 
+/*
+ * Not per-CPU on purpose: a long test-run may be rescheduled onto the other CPU halfway
+ * (cond_resched between iterations), and a per-CPU position would restart there, replaying
+ * tuples the first CPU already inserted. Only one test-run uses it at a time.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct bench_state);
@@ -75,7 +92,7 @@ struct {
 	__type(value, __u32);
 } bench_tuples SEC(".maps");
 
-static __always_inline int bench_run(struct xdp_md *ctx, int call)
+static __always_inline int bench_run(struct xdp_md *ctx, enum bench_call call)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
@@ -83,8 +100,6 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 	struct bench_state *st = bpf_map_lookup_elem(&bench_state, &zero);
 	struct bench_cfg *cfg = bpf_map_lookup_elem(&bench_cfg, &zero);
 	__u8 hdr[BENCH_HDR];
-	__u32 saddr, daddr, ports;
-	__u8 proto;
 	int action = XDP_TX;
 
 	if (!st || !cfg)
@@ -112,13 +127,23 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 	}
 	st->iter++;
 	__builtin_memcpy(hdr, data, BENCH_HDR);
-	saddr = *(__u32 *)(data + BENCH_SADDR_OFF);
-	daddr = *(__u32 *)(data + BENCH_DADDR_OFF);
-	ports = ((__u32) * (__u16 *)(data + BENCH_PORTS_OFF) << 16) | *(__u16 *)(data + BENCH_PORTS_OFF + 2);
-	proto = *(__u8 *)(data + BENCH_L2 + 9);
 
-	if (call)
+	switch (call) {
+	case CALL_BALANCER:
 		action = balancer_entry(ctx);
+		break;
+	case CALL_FLOOR:
+		action = floor_swap_macs(ctx);
+		break;
+	case CALL_ADJUST_PAIR:
+		if (bpf_xdp_adjust_head(ctx, -BENCH_ENCAP) || bpf_xdp_adjust_head(ctx, BENCH_ENCAP)) {
+			st->bad++;
+			return XDP_ABORTED;
+		}
+		break;
+	default:
+		break;
+	}
 
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -136,34 +161,6 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 		return XDP_ABORTED;
 	}
 	__builtin_memcpy(data, hdr, BENCH_HDR);
-
-	if (cfg->forget) {
-		struct lb_hash h = lb_hash3(saddr, daddr, ports, hash_seed ^ proto);
-		__u32 idx = h.h1 & flow_mask;
-		__u32 fp = h.h2 ? h.h2 : 1;
-		struct lb_flow_bucket *b;
-
-		/*
-		 * Alone, the wrapper hashes but does not touch the bucket: that access would be a cache
-		 * miss here and a hit after the balancer, so counting it as overhead would hide the
-		 * balancer's own miss. (What stays uncounted, the hit, makes figures slightly high.)
-		 */
-		if (!call) {
-			st->forgotten += (idx ^ fp) == 0;
-			return action;
-		}
-		b = bpf_map_lookup_elem(&flows, &idx);
-		if (b) {
-#pragma unroll
-			for (int i = 0; i < LB_FLOW_WAYS; i++) {
-				if (WAY_FP(b->way[i]) == fp) {
-					b->way[i] = 0;
-					st->forgotten++;
-					break;
-				}
-			}
-		}
-	}
 	return action;
 }
 
@@ -171,14 +168,28 @@ static __always_inline int bench_run(struct xdp_md *ctx, int call)
 SEC("xdp")
 int xdp_bench_balancer(struct xdp_md *ctx)
 {
-	return bench_run(ctx, 1);
+	return bench_run(ctx, CALL_BALANCER);
 }
 
 /* The bookkeeping alone: the wrapper's own cost. */
 SEC("xdp")
 int xdp_bench_null(struct xdp_md *ctx)
 {
-	return bench_run(ctx, 0);
+	return bench_run(ctx, CALL_NONE);
+}
+
+/* The floor through the same bookkeeping: checks that subtracting the wrapper is fair. */
+SEC("xdp")
+int xdp_bench_floor(struct xdp_md *ctx)
+{
+	return bench_run(ctx, CALL_FLOOR);
+}
+
+/* The bookkeeping plus one grow and one shrink: twice what undoing an encapsulation costs. */
+SEC("xdp")
+int xdp_bench_adjust_pair(struct xdp_md *ctx)
+{
+	return bench_run(ctx, CALL_ADJUST_PAIR);
 }
 
 /* Nothing at all: what test-run itself costs per iteration. */

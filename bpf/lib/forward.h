@@ -14,6 +14,7 @@
 #include <bpf/bpf_endian.h>
 #include "lb_abi.h"
 #include "csum.h"
+#include "nexthop.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -96,7 +97,7 @@ static __always_inline int fwd_ipip(struct xdp_md *ctx, const struct lb_backend 
 	fib.ipv4_src = src;
 	fib.ipv4_dst = dst;
 	fib.ifindex = ctx->ingress_ifindex;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	rc = nexthop_fib_lookup(ctx, &fib); /* bpf_fib_lookup(), answers cached for a second */
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
 		if (in->vlan && fib.ifindex != ctx->ingress_ifindex)

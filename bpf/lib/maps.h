@@ -63,6 +63,10 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_FLOW_BUCKETS);
+	/*
+	 * Also for the data path: an mmapable array's values start on a page, a plain one's 312 bytes
+	 * into it (after struct bpf_array), which puts every other 32-byte bucket across two cache lines.
+	 */
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct lb_flow_bucket);

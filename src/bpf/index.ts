@@ -13,7 +13,7 @@ export { Btf, BtfKind } from './btf.js';
 export type { BtfMember, StructLayout, DatasecVar, BtfTypeRecord } from './btf.js';
 export { attachXdp, detachXdp, queryXdp, ifIndex, inNetns, XdpFlags } from './xdp.js';
 export type { AttachOptions, XdpMode, XdpQuery } from './xdp.js';
-export { testRun, XdpAction } from './testrun.js';
+export { testRun, TestRunFlags, XdpAction } from './testrun.js';
 export type { TestRunOptions, TestRunResult } from './testrun.js';
 export { DEFAULT_PIN_DIR, ensurePinDir, assertBpffs, pinFd, unpin, removePinDir } from './pin.js';
 export { libbpfErr, errnoName, errnoNumber } from './errors.js';

@@ -41,16 +41,27 @@ export interface TestRunResult {
 
 export const XdpAction = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
 
+export const TestRunFlags = {
+  /**
+   * XDP only (kernel >= 5.18): the verdicts are carried out (XDP_TX leaves through the ctx's
+   * ingress interface, XDP_PASS enters its stack), in batches of batchSize; nothing comes back,
+   * so the result's data is empty and duration 0. What xdp-trafficgen is built on.
+   */
+  XDP_LIVE_FRAMES: 1 << 1,
+} as const;
+
 const TEST_RUN_OPTS_SIZE = 80; // sizeof(struct bpf_test_run_opts) in libbpf 1.1
 
 export function testRun(prog: number | { fd: number }, opts: TestRunOptions): TestRunResult {
   const fd = typeof prog === 'number' ? prog : prog.fd;
   const { data } = opts;
-  const outSize = opts.dataOutSize ?? Math.max(4096, data.length + 512);
+  // Live frames are sent, not returned: the kernel refuses data_out and ctx_out in that mode.
+  const live = ((opts.flags ?? 0) & TestRunFlags.XDP_LIVE_FRAMES) !== 0;
+  const outSize = live ? 0 : (opts.dataOutSize ?? Math.max(4096, data.length + 512));
   const ctxLen = opts.ctxIn?.length ?? 0;
   if (data.length === 0) throw new LbError('ERR_LB_BPF_TEST_RUN', 'test run needs a packet (data is empty)');
   // The struct carries pointers, so the buffers it points at live in native memory.
-  return withNative([data.length, outSize, ctxLen, ctxLen], ([din, dout, cin, cout]) => {
+  return withNative([data.length, Math.max(outSize, 1), ctxLen, ctxLen], ([din, dout, cin, cout]) => {
     if (!din || !dout || !cin || !cout) throw new Error('unreachable');
     data.copy(din.buf);
     if (opts.ctxIn) {
@@ -62,14 +73,16 @@ export function testRun(prog: number | { fd: number }, opts: TestRunOptions): Te
     const o = Buffer.alloc(TEST_RUN_OPTS_SIZE);
     o.writeBigUInt64LE(BigInt(TEST_RUN_OPTS_SIZE), 0); // sz
     o.writeBigUInt64LE(din.ptr, 8); // data_in
-    o.writeBigUInt64LE(dout.ptr, 16); // data_out
+    if (!live) o.writeBigUInt64LE(dout.ptr, 16); // data_out
     o.writeUInt32LE(data.length, 24); // data_size_in
     o.writeUInt32LE(outSize, 28); // data_size_out
     if (ctxLen > 0) {
       o.writeBigUInt64LE(cin.ptr, 32); // ctx_in
-      o.writeBigUInt64LE(cout.ptr, 40); // ctx_out
       o.writeUInt32LE(ctxLen, 48); // ctx_size_in
-      o.writeUInt32LE(ctxLen, 52); // ctx_size_out
+      if (!live) {
+        o.writeBigUInt64LE(cout.ptr, 40); // ctx_out
+        o.writeUInt32LE(ctxLen, 52); // ctx_size_out
+      }
     }
     o.writeUInt32LE(opts.repeat ?? 1, 60); // repeat
     o.writeUInt32LE(opts.flags ?? 0, 68); // flags
@@ -82,7 +95,7 @@ export function testRun(prog: number | { fd: number }, opts: TestRunOptions): Te
       duration: o.readUInt32LE(64),
       data: readNative(dout.ptr, outLen),
     };
-    if (ctxLen > 0) res.ctxOut = readNative(cout.ptr, Math.min(o.readUInt32LE(52), ctxLen));
+    if (ctxLen > 0 && !live) res.ctxOut = readNative(cout.ptr, Math.min(o.readUInt32LE(52), ctxLen));
     return res;
   });
 }

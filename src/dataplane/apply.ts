@@ -33,6 +33,7 @@ import {
 } from './abi.js';
 import { VIP_FILTER_WORDS, vipFilterBit } from './hash.js';
 import { natBackendFilter } from './nat.js';
+import type { ServiceIndex } from './svcindex.js';
 import { isIPv4 } from 'node:net';
 
 /** The subset of a BPF map the applier needs; src/bpf's BpfMap provides it. */
@@ -60,6 +61,8 @@ export interface DataplaneMaps {
   nat_filter?: MapHandle;
   /** the rings map's memory (BPF_F_MMAPABLE): when given, only changed slots are written */
   ringMemory?: Buffer;
+  /** the data path's fast service lookup (bpf/lib/svcindex.h); without it, the hash map only */
+  serviceIndex?: ServiceIndex;
 }
 
 export interface Geometry {
@@ -308,16 +311,21 @@ export class Dataplane {
       this.services.set(ks, { id: s.id, key: s.key, value: s.value });
       report.writes.services++;
     }
+    // After the services are in the hash map, before any leaves it (svcindex.ts says why).
+    this.maps.serviceIndex?.publish(plan.services);
     report.writes.vipFilter += this.writeFilter(plan.filter);
 
     // Out: services, rings, backends.
     const keep = new Set(plan.services.map((s) => keyString(s.key)));
+    const idsInUse = new Set(plan.services.map((s) => s.id));
     for (const [ks, cur] of [...this.services]) {
       if (keep.has(ks)) continue;
       this.maps.services.delete(serviceKey.encode(cur.key));
       this.services.delete(ks);
       report.writes.services++;
       report.services.removed++;
+      // A service added above may have been given this id: the ring is the newcomer's now.
+      if (idsInUse.has(cur.id)) continue;
       this.writeRing(cur.id, new Uint16Array(this.chunksPerRing * RING_CHUNK), report);
       this.rings.delete(cur.id);
       this.ringInputs.delete(cur.id);

@@ -8,10 +8,46 @@
  */
 import { isIPv4 } from 'node:net';
 
-const INIT = 0xdeadbeef;
+/** 64-bit values as [high, low] 32-bit halves: exact, and far cheaper than BigInt in a loop. */
+type U64 = [number, number];
 
-function rol(w: number, s: number): number {
-  return ((w << s) | (w >>> (32 - s))) >>> 0;
+const FOLD: U64 = [0x9e3779b9, 0x7f4a7c15];
+const FMIX_C1: U64 = [0xff51afd7, 0xed558ccd];
+const FMIX_C2: U64 = [0xc4ceb9fe, 0x1a85ec53];
+
+/** The full 64-bit product of two u32, in 16-bit pieces so that no partial product loses bits. */
+function mul32(a: number, b: number): U64 {
+  const a0 = a & 0xffff;
+  const a1 = a >>> 16;
+  const b0 = b & 0xffff;
+  const b1 = b >>> 16;
+  const p00 = a0 * b0;
+  const p01 = a0 * b1;
+  const p10 = a1 * b0;
+  const mid = (p00 >>> 16) + (p01 & 0xffff) + (p10 & 0xffff);
+  const lo = (((mid & 0xffff) << 16) | (p00 & 0xffff)) >>> 0;
+  const hi = (a1 * b1 + (p01 >>> 16) + (p10 >>> 16) + (mid >>> 16)) >>> 0;
+  return [hi, lo];
+}
+
+/** x * c mod 2^64. */
+function mul64(x: U64, c: U64): U64 {
+  const [h, l] = mul32(x[1], c[1]);
+  return [(h + Math.imul(x[0], c[1]) + Math.imul(x[1], c[0])) >>> 0, l];
+}
+
+/** x ^= x >> 33, as a [high, low] pair. */
+function xorShift33(x: U64): U64 {
+  return [x[0], (x[1] ^ (x[0] >>> 1)) >>> 0];
+}
+
+/** MurmurHash3's 64-bit finalizer, as lb_fmix64(). */
+function fmix64(x: U64): U64 {
+  x = xorShift33(x);
+  x = mul64(x, FMIX_C1);
+  x = xorShift33(x);
+  x = mul64(x, FMIX_C2);
+  return xorShift33(x);
 }
 
 export interface FlowHash {
@@ -19,19 +55,11 @@ export interface FlowHash {
   h2: number;
 }
 
-/** lookup3's final mix over three words, as lb_hash3(). */
+/** The flow hash over three words, as lb_hash3(): fold to 64 bits, then fmix64. */
 export function lbHash3(a: number, b: number, c: number, seed: number): FlowHash {
-  a = (a + INIT + 12 + seed) >>> 0;
-  b = (b + INIT + 12 + seed) >>> 0;
-  c = (c + INIT + 12 + seed) >>> 0;
-  c = ((c ^ b) - rol(b, 14)) >>> 0;
-  a = ((a ^ c) - rol(c, 11)) >>> 0;
-  b = ((b ^ a) - rol(a, 25)) >>> 0;
-  c = ((c ^ b) - rol(b, 16)) >>> 0;
-  a = ((a ^ c) - rol(c, 4)) >>> 0;
-  b = ((b ^ a) - rol(a, 14)) >>> 0;
-  c = ((c ^ b) - rol(b, 24)) >>> 0;
-  return { h1: c, h2: b };
+  const m = mul64([0, (b ^ seed) >>> 0], FOLD);
+  const x = fmix64([(a ^ m[0]) >>> 0, (c ^ m[1]) >>> 0]);
+  return { h1: x[1], h2: x[0] };
 }
 
 /** lb_reduce(): multiply-shift into [0, size). */

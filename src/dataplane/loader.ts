@@ -11,6 +11,7 @@ import { isPrime } from '../maglev/index.js';
 import { RING_CHUNK, flowBucket, u32Key } from './abi.js';
 import { Dataplane, type DataplaneMaps } from './apply.js';
 import { Nat } from './nat.js';
+import { ServiceIndex } from './svcindex.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const BPF_DIR = join(REPO_ROOT, 'build', 'bpf');
@@ -51,6 +52,8 @@ export const MAP_NAMES = [
   'nat_cfg',
   'nat_filter',
   'tx_ports',
+  'svc_index',
+  'svc_by_id',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -61,6 +64,8 @@ export interface LoadedBalancer {
   dataplane: Dataplane;
   /** NAT settings, redirect ports, the connection table and its sweeper */
   nat: Nat;
+  /** the data path's fast service lookup, which dataplane.apply() keeps in step */
+  serviceIndex: ServiceIndex;
   geometry: Geometry;
   /** the flow table's memory (mmapable array): see flows.ts */
   flowMemory: Buffer;
@@ -107,7 +112,8 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     if (opts.pinDir) for (const m of MAP_NAMES) if (m !== 'tx_ports') obj.setPinPath(m, join(opts.pinDir, m));
     obj.load();
     const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
-    const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap() };
+    const serviceIndex = new ServiceIndex(maps.svc_index.mmap(), maps.svc_by_id.mmap());
+    const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap(), serviceIndex };
     const flowMemory = maps.flows.mmap().subarray(0, geometry.flowBuckets * flowBucket.size);
     const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
     const reasonNames = obj.btf().enumValues('lb_reason');
@@ -120,6 +126,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
       maps,
       dataplane,
       nat,
+      serviceIndex,
       geometry,
       flowMemory,
       reasons() {
@@ -134,6 +141,8 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
       close() {
         maps.rings.unmap();
         maps.flows.unmap();
+        maps.svc_index.unmap();
+        maps.svc_by_id.unmap();
         obj.close();
       },
     };

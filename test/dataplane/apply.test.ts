@@ -72,3 +72,22 @@ t.test('a config the maps cannot hold is refused before anything is written', as
   t.equal([...lb.maps.services.keys()].length, 0, 'no service written');
   t.throws(() => loadBalancer({ ringSize: 1000 }), { code: 'ERR_LB_CONFIG' }, 'ring size must be prime');
 });
+
+t.test('a service replaced by another in one apply: the newcomer keeps its ring', async (t) => {
+  const lb = loadBalancer({ ringSize: 251, maxServices: 4, flowBuckets: 64 });
+  t.teardown(() => lb.close());
+  const svc = (vip: string): DesiredService => ({
+    vip, port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: '10.1.0.1', mac: '02:00:00:00:01:01', weight: 1 }],
+  });
+  lb.dataplane.apply([svc('10.0.0.1')]);
+  const oldId = lb.dataplane.serviceId('10.0.0.1', 80, 'tcp');
+  lb.dataplane.apply([svc('10.0.0.2')]);
+  const id = lb.dataplane.serviceId('10.0.0.2', 80, 'tcp');
+  t.equal(id, oldId, 'the freed id went to the newcomer in the same apply (the case that broke)');
+  const chunks = Math.ceil(251 / 32);
+  const mem = lb.maps.rings.mmap();
+  let empty = 0;
+  for (let i = 0; i < 251; i++) if (mem.readUInt16LE(((id ?? 0) * chunks * 32 + i) * 2) === 0) empty++;
+  t.equal(empty, 0, 'no ring slot of the newcomer was cleared');
+  t.equal(lb.dataplane.ring(id ?? 0)?.every((b) => b !== 0), true, 'the mirror agrees');
+});
