@@ -24,6 +24,15 @@
  * through the wrapper minus the wrapper against the floor alone, and the established l2dsr flow
  * through the wrapper against the real program run directly. Undoing an encapsulation is not
  * subtracted: it stays charged to the ipip cases, and `undo_encap_ns` says how much it is.
+ *
+ * NAT (natSpecs), a phase of its own with its own floor, for the LB-as-gateway mode (nat) and for
+ * full NAT (fullnat): nat_new, a new connection per iteration (a never-seen client tuple: two
+ * connection-table inserts, plus the port probe in full NAT); nat_forward, a client packet of an
+ * established connection; nat_reply, its backend's answer. The wrapper restores the headers NAT
+ * rewrites. New connections stay in the table (nothing sweeps during the run), so nat_new runs
+ * fewer iterations per sample (natNewRepeat): the whole phase, at its most rounds, fills at most
+ * NAT_FILL_MAX of the table and NAT_PORT_FILL_MAX of the full-NAT ports, far from
+ * DROP_NAT_TABLE_FULL and DROP_NAT_NO_PORT.
  */
 import { BpfObject, inNetns, ifIndex, testRun, XdpAction, type BpfProgram } from '../bpf/index.js';
 import { LbError } from '../errors.js';
@@ -131,6 +140,28 @@ const VIP_PORT = 80;
 const CLIENT = '10.127.0.1';
 const CLIENT_PORT = 40000;
 const NON_VIP = '10.250.0.9';
+const VIP_NAT = '10.200.0.3';
+const VIP_FULLNAT = '10.200.0.4';
+const NAT_BACKEND_PORT = 8080;
+const NAT_BACKENDS = 10;
+const NAT_PORT_MIN = 1024;
+const NAT_PORT_MAX = 65535;
+/** NAT replies need a route back to the client: the bench namespace routes BACKEND_NET4 only. */
+const CLIENT_NAT = '203.0.113.200';
+/** nat_new iterations per sample at most; fewer when the phase's rounds would fill the table (natNewRepeat) */
+export const NAT_NEW_REPEAT = 2000;
+/** nat_new never fills more than this part of the connection table over a whole phase */
+export const NAT_FILL_MAX = 0.5;
+/**
+ * ... nor more than this part of the full-NAT ports of a backend: a new full-NAT connection
+ * probes LB_NAT_PROBES (8) ports from a hashed start, so at 10% a DROP_NAT_NO_PORT is a
+ * vanishing chance (linear-probing clusters included), where at 40% it would be a few per run.
+ */
+export const NAT_PORT_FILL_MAX = 0.1;
+/** below this many nat_new iterations per sample the figure is mostly test-run's own overhead */
+const NAT_NEW_REPEAT_MIN = 100;
+/** first tuples of the nat_new cases: clear of SEQ_BASE's and of each other */
+const NAT_SEQ_BASE = { nat: 0x20000000, fullnat: 0x30000000 } as const;
 const LB_MAC = '02:00:00:00:00:aa';
 const CLIENT_MAC = '02:00:00:00:00:01';
 
@@ -154,6 +185,8 @@ interface Spec {
   /** run once, untimed, before every sample: puts the case's flow (back) in the table */
   establish?: boolean;
   trackedFlows?: number;
+  /** iterations per sample of the case and of its wrapper-alone run (default: the bench's repeat) */
+  repeat?: number;
 }
 
 interface Acc {
@@ -181,6 +214,18 @@ function tcpSyn(dst: string, src = CLIENT, srcPort = CLIENT_PORT): Buffer {
   });
 }
 
+/**
+ * A packet of an established connection. Not a SYN: a SYN starts a new connection even when its
+ * tuple is in the flow table (flow.h, pick_backend), so it would never take the established path.
+ */
+function tcpAck(dst: string, src = CLIENT, srcPort = CLIENT_PORT): Buffer {
+  return packet({
+    eth: { src: CLIENT_MAC, dst: LB_MAC },
+    ipv4: { src, dst },
+    tcp: { srcPort, dstPort: VIP_PORT, flags: ['ACK'] },
+  });
+}
+
 function cfgValue(c: WrapCfg): Buffer {
   const b = Buffer.alloc(16);
   b.writeUInt32LE(c.mode, 0);
@@ -195,6 +240,23 @@ function tupleRaw(j: number): { client: number; ports: number } {
   const client = (((host >>> 24) & 255) | (((host >>> 16) & 255) << 8) | (((host >>> 8) & 255) << 16) | ((host & 255) << 24)) >>> 0;
   const ports = ((rawPort(j & 0xffff) << 16) | rawPort(VIP_PORT)) >>> 0;
   return { client, ports };
+}
+
+/**
+ * nat_new iterations per sample: every one adds a connection (two entries) that stays, in each of
+ * the two NAT modes, for up to `maxRounds` samples; the few established connections need room too.
+ */
+export function natNewRepeat(natEntries: number, maxRounds: number): number {
+  const modes = 2;
+  const byTable = Math.floor((natEntries * NAT_FILL_MAX - 2 * modes) / (2 * modes * maxRounds));
+  const byPorts = Math.floor((NAT_PORT_FILL_MAX * NAT_BACKENDS * (NAT_PORT_MAX - NAT_PORT_MIN + 1)) / maxRounds);
+  const r = Math.min(NAT_NEW_REPEAT, byTable, byPorts);
+  if (r < NAT_NEW_REPEAT_MIN) {
+    throw new LbError('ERR_LB_USAGE', `${maxRounds} rounds leave nat_new ${r} iterations per sample in a ${natEntries}-entry NAT table (at least ${NAT_NEW_REPEAT_MIN})`, {
+      hint: 'fewer rounds',
+    });
+  }
+  return r;
 }
 
 /**
@@ -266,12 +328,18 @@ class Bench {
     const dp = this.lb.dataplane;
     dp.setCtl({ src4: BENCH_LOCAL4, clock: 1 });
     const backends = (net: string) =>
-      Array.from({ length: 10 }, (_, i) => ({ address: `${net}.${i + 10}`, mac: `02:00:00:00:01:${(i + 16).toString(16)}`, weight: 1 }));
+      Array.from({ length: NAT_BACKENDS }, (_, i) => ({ address: `${net}.${i + 10}`, mac: `02:00:00:00:01:${(i + 16).toString(16)}`, weight: 1 }));
+    // NAT backends in the routed BACKEND_NET4, so that both directions get a next hop (TX_NAT*)
+    const natBackends = backends('203.0.113').map((b) => ({ address: b.address, port: NAT_BACKEND_PORT, weight: 1 }));
+    // before the first nat service: without timeouts every connection would count as expired
+    this.lb.nat.configure({ sources: [BENCH_LOCAL4], portMin: NAT_PORT_MIN, portMax: NAT_PORT_MAX });
     dp.apply([
       { vip: VIP_L2, port: VIP_PORT, proto: 'tcp', mode: 'l2dsr', backends: backends('10.201.0') },
       { vip: VIP_IPIP, port: VIP_PORT, proto: 'tcp', mode: 'ipip', backends: backends('203.0.113') },
+      { vip: VIP_NAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', backends: natBackends },
+      { vip: VIP_FULLNAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', fullNat: true, backends: natBackends },
     ]);
-    this.serviceIds = [VIP_L2, VIP_IPIP].map((v) => {
+    this.serviceIds = [VIP_L2, VIP_IPIP, VIP_NAT, VIP_FULLNAT].map((v) => {
       const id = dp.serviceId(v, VIP_PORT, 'tcp');
       if (id === undefined) throw new LbError('ERR_LB_DATAPLANE', `service ${v}:${VIP_PORT} missing after apply`);
       return id;
@@ -353,10 +421,10 @@ class Bench {
       for (const s of specs) {
         const acc = accs.get(s) as Acc;
         acc.floor.push(this.run(this.floor, s.pkt).ns);
-        this.measure(s, acc);
+        this.measure(s, acc, s.repeat ?? this.repeat);
         if (s.via === 'wrap') {
           this.setCfg(s.cfg);
-          acc.nul.push(this.run(this.nul, s.pkt).ns);
+          acc.nul.push(this.run(this.nul, s.pkt, s.repeat ?? this.repeat).ns);
         }
       }
       r++;
@@ -393,6 +461,47 @@ class Bench {
     }
     this.resetState(); // the next walk starts at tuple 0 again
   }
+}
+
+/**
+ * The NAT cases of both modes. Each mode's established connection is opened here, untimed, by
+ * one pass of its client's SYN through the wrapper and one of the backend's SYN-ACK (so it is
+ * established, and its packets only read the table); the timed packets are ACKs. The reply's tuple (in full NAT the
+ * LB's source address and port) is read back from the connection table. The client is
+ * CLIENT_NAT, whose replies have a route; nat_new's clients are the wrapper's tuples, which only
+ * ever send forward.
+ */
+function natSpecs(bench: Bench, natRepeat: number): Spec[] {
+  const fixed: WrapCfg = { mode: BENCH_FIXED, n: 0, base: 0 };
+  const out: Spec[] = [];
+  for (const [mode, vip] of [['nat', VIP_NAT], ['fullnat', VIP_FULLNAT]] as const) {
+    bench.setCfg(fixed);
+    const opened = bench.run(bench.wrap, tcpSyn(vip, CLIENT_NAT), 1);
+    const c = bench.lb.nat.connections().find((x) => x.vip === vip && x.client === CLIENT_NAT && x.clientPort === CLIENT_PORT);
+    if (!c || opened.retval !== XdpAction.TX) {
+      throw new LbError('ERR_LB_BPF_TEST_RUN', `the ${mode} connection for the forward and reply cases was not created (verdict ${opened.retval}): ${JSON.stringify(bench.lb.reasons())}`);
+    }
+    const fromBackend = (flags: Array<'SYN' | 'ACK'>) =>
+      packet({
+        eth: { src: CLIENT_MAC, dst: LB_MAC },
+        ipv4: { src: c.backend, dst: c.source },
+        tcp: { srcPort: c.backendPort, dstPort: c.sourcePort, flags },
+      });
+    const answered = bench.run(bench.wrap, fromBackend(['SYN', 'ACK']), 1);
+    const est = bench.lb.nat.connections().find((x) => x.vip === vip && x.client === CLIENT_NAT && x.clientPort === CLIENT_PORT);
+    if (answered.retval !== XdpAction.TX || est?.state !== 'tcpEstablished') {
+      throw new LbError('ERR_LB_BPF_TEST_RUN', `the ${mode} backend's reply did not establish the connection (verdict ${answered.retval}, state ${est?.state ?? 'gone'})`);
+    }
+    // timed: ACKs both ways, as on an established connection
+    const fwd = tcpAck(vip, CLIENT_NAT);
+    const reply = fromBackend(['ACK']);
+    out.push(
+      { name: 'nat_new', mode, via: 'wrap', pkt: tcpSyn(vip), cfg: { mode: BENCH_SEQ, n: 0, base: NAT_SEQ_BASE[mode] }, repeat: natRepeat, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: true, encap: false },
+      { name: 'nat_forward', mode, via: 'wrap', pkt: fwd, cfg: fixed, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
+      { name: 'nat_reply', mode, via: 'wrap', pkt: reply, cfg: fixed, reason: 'TX_NAT_REPLY', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
+    );
+  }
+  return out;
 }
 
 function verify(s: Spec, acc: Acc): { ok: boolean; why: string[] } {
@@ -492,16 +601,17 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
         const fixed: WrapCfg = { mode: BENCH_FIXED, n: 0, base: 0 };
         const seq: WrapCfg = { mode: BENCH_SEQ, n: 0, base: SEQ_BASE };
         const l2 = tcpSyn(VIP_L2);
+        const l2est = tcpAck(VIP_L2);
         const main: Spec[] = [
           { name: 'non_vip_pass', mode: '-', via: 'direct', pkt: tcpSyn(NON_VIP), cfg: fixed, reason: 'PASS_NOT_VIP', retval: XdpAction.PASS, newFlows: false, encap: false },
           { name: 'new_flow', mode: 'l2dsr', via: 'wrap', pkt: l2, cfg: seq, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: true, encap: false },
-          { name: 'established', mode: 'l2dsr', via: 'wrap', pkt: l2, cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true, trackedFlows: 1 },
+          { name: 'established', mode: 'l2dsr', via: 'wrap', pkt: l2est, cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true, trackedFlows: 1 },
           { name: 'new_flow', mode: 'ipip', via: 'wrap', pkt: tcpSyn(VIP_IPIP), cfg: seq, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: true, encap: true },
-          { name: 'established', mode: 'ipip', via: 'wrap', pkt: tcpSyn(VIP_IPIP), cfg: fixed, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: false, encap: true, establish: true, trackedFlows: 1 },
+          { name: 'established', mode: 'ipip', via: 'wrap', pkt: tcpAck(VIP_IPIP), cfg: fixed, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: false, encap: true, establish: true, trackedFlows: 1 },
         ];
         // Calibration, in the same rounds: the l2dsr flow run directly, the floor through the
         // wrapper (and the wrapper alone, FIXED), an adjust_head pair, the empty program.
-        const direct: Spec = { name: 'established_direct', mode: 'l2dsr', via: 'direct', pkt: l2, cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true };
+        const direct: Spec = { name: 'established_direct', mode: 'l2dsr', via: 'direct', pkt: l2est, cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true };
         const cal = { empty: [] as number[], floorWrap: [] as number[], nulFixed: [] as number[], pair: [] as number[] };
         const directAcc = newAcc();
         const extra = () => {
@@ -548,11 +658,23 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           log(`data path: calibration off by ${calibration.wrapper_error_ns} ns (tolerance ${CALIBRATION_TOLERANCE_NS}): the machine was busy, figures are noisy`);
         }
 
+        {
+          const natRepeat = natNewRepeat(bench.lb.geometry.natEntries, plan.max);
+          const nat = natSpecs(bench, natRepeat);
+          log(`data path: NAT, ${nat.length} cases x ${plan.min}-${plan.max} rounds x ${repeat} packets (nat_new ${natRepeat}: its connections stay in the ${bench.lb.geometry.natEntries}-entry table), beside the floor`);
+          const mn = bench.measureAll(nat, plan);
+          phase('nat', mn);
+          const floorNat = nat.flatMap((s) => (mn.accs.get(s) as Acc).floor);
+          floors.push(...floorNat);
+          const natCtx: Context = { ...ctx, floorNs: fastMode(floorNat), floorMedianNs: median(floorNat) };
+          for (const s of nat) cases.push(report(s, mn.accs.get(s) as Acc, natCtx));
+        }
+
         for (const k of scaling) {
           log(`data path: established l2dsr flows at ${k} tracked flows`);
           bench.fillFlows(k);
           const s: Spec = {
-            name: `established_${k}_flows`, mode: 'l2dsr', via: 'wrap', pkt: l2,
+            name: `established_${k}_flows`, mode: 'l2dsr', via: 'wrap', pkt: l2est,
             cfg: { mode: BENCH_TABLE, n: k, base: 0 }, reason: 'TX_L2DSR', retval: XdpAction.TX,
             newFlows: false, encap: false, trackedFlows: k,
           };
