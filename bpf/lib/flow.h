@@ -53,6 +53,35 @@ static __always_inline void flow_probe_start(struct lb_flow_probe *p, const stru
 }
 
 /*
+ * The Maglev ring's backend for a new flow (DSR) or connection (NAT): the slot from the flow
+ * hash, or from the client address alone for hash-source-only services. LB_BACKEND_NONE when
+ * the slot is empty or its backend is gone.
+ */
+static __always_inline __u32 ring_pick(const struct lb_service *svc, __u32 h1, __be32 client,
+				       struct lb_backend **backend)
+{
+	__u32 ring_hash = h1, slot, chunk_idx, be_id;
+	struct lb_ring_chunk *chunk;
+	struct lb_backend *be;
+
+	if (svc->flags & LB_SVC_F_HASH_SRC_ONLY)
+		ring_hash = lb_hash3(client, 0, 0, hash_seed).h1;
+	slot = lb_reduce(ring_hash, ring_size);
+	chunk_idx = svc->id * ((ring_size + LB_RING_CHUNK - 1) / LB_RING_CHUNK) + slot / LB_RING_CHUNK;
+	chunk = bpf_map_lookup_elem(&rings, &chunk_idx);
+	if (!chunk)
+		return LB_BACKEND_NONE;
+	be_id = chunk->backend[slot & (LB_RING_CHUNK - 1)];
+	if (be_id == LB_BACKEND_NONE)
+		return LB_BACKEND_NONE;
+	be = bpf_map_lookup_elem(&backends, &be_id);
+	if (!be || !(be->flags & LB_BE_F_VALID))
+		return LB_BACKEND_NONE;
+	*backend = be;
+	return be_id;
+}
+
+/*
  * Returns the backend id for the flow (LB_BACKEND_NONE when the service has none) and sets
  * *backend to its entry. *is_new tells whether the flow took a ring slot.
  */
@@ -63,8 +92,7 @@ static __always_inline __u32 pick_backend(const struct lb_service *svc, const st
 	struct lb_flow_bucket *bucket = p->bucket;
 	__u32 fp = p->h.h2 ? p->h.h2 : 1;
 	struct lb_backend *be;
-	__u32 be_id, slot, chunk_idx, ring_hash;
-	struct lb_ring_chunk *chunk;
+	__u32 be_id;
 	int victim = 0;
 
 	*is_new = 0;
@@ -113,19 +141,8 @@ static __always_inline __u32 pick_backend(const struct lb_service *svc, const st
 		}
 	}
 
-	ring_hash = p->h.h1;
-	if (svc->flags & LB_SVC_F_HASH_SRC_ONLY)
-		ring_hash = lb_hash3(f->client, 0, 0, hash_seed).h1;
-	slot = lb_reduce(ring_hash, ring_size);
-	chunk_idx = svc->id * ((ring_size + LB_RING_CHUNK - 1) / LB_RING_CHUNK) + slot / LB_RING_CHUNK;
-	chunk = bpf_map_lookup_elem(&rings, &chunk_idx);
-	if (!chunk)
-		return LB_BACKEND_NONE;
-	be_id = chunk->backend[slot & (LB_RING_CHUNK - 1)];
+	be_id = ring_pick(svc, p->h.h1, f->client, &be);
 	if (be_id == LB_BACKEND_NONE)
-		return LB_BACKEND_NONE;
-	be = bpf_map_lookup_elem(&backends, &be_id);
-	if (!be || !(be->flags & LB_BE_F_VALID))
 		return LB_BACKEND_NONE;
 	if (bucket)
 		*(volatile __u64 *)&bucket->way[victim & (LB_FLOW_WAYS - 1)] =

@@ -190,31 +190,6 @@ static __always_inline long nat_claim(const struct lb_nat_key *rk, const struct 
 	return bpf_map_update_elem(&nat_conns, rk, rv, BPF_NOEXIST);
 }
 
-/* The ring's choice for a new connection; as pick_backend() does on a flow-table miss. */
-static __always_inline __u32 nat_ring_pick(const struct lb_service *svc, __u32 h1, __be32 client,
-					   struct lb_backend **backend)
-{
-	__u32 ring_hash = h1, slot, chunk_idx, be_id;
-	struct lb_ring_chunk *chunk;
-	struct lb_backend *be;
-
-	if (svc->flags & LB_SVC_F_HASH_SRC_ONLY)
-		ring_hash = lb_hash3(client, 0, 0, hash_seed).h1;
-	slot = lb_reduce(ring_hash, ring_size);
-	chunk_idx = svc->id * ((ring_size + LB_RING_CHUNK - 1) / LB_RING_CHUNK) + slot / LB_RING_CHUNK;
-	chunk = bpf_map_lookup_elem(&rings, &chunk_idx);
-	if (!chunk)
-		return LB_BACKEND_NONE;
-	be_id = chunk->backend[slot & (LB_RING_CHUNK - 1)];
-	if (be_id == LB_BACKEND_NONE)
-		return LB_BACKEND_NONE;
-	be = bpf_map_lookup_elem(&backends, &be_id);
-	if (!be || !(be->flags & LB_BE_F_VALID))
-		return LB_BACKEND_NONE;
-	*backend = be;
-	return be_id;
-}
-
 static __always_inline void nat_count(void *map, __u32 idx, __u64 bytes, int is_new)
 {
 	struct lb_counters *c = bpf_map_lookup_elem(map, &idx);
@@ -368,7 +343,7 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 	}
 
 	h = lb_hash3(key.saddr, key.daddr, ((__u32)key.sport << 16) | key.dport, hash_seed ^ key.proto);
-	be_id = nat_ring_pick(svc, h.h1, key.saddr, &be);
+	be_id = ring_pick(svc, h.h1, key.saddr, &be);
 	if (be_id == LB_BACKEND_NONE || !be) {
 		if (svc->flags & LB_SVC_F_DOWN_PASS) {
 			*reason = LB_R_PASS_NO_BACKEND;
