@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LbError } from '../errors.js';
 import { exec, run, type ExecOptions, type ExecResult } from './exec.js';
+import { shJoin } from '../serverprep/quote.js';
 
 export interface HostRunner {
   /** the transport, for reports: netns, local, ssh */
@@ -43,11 +44,6 @@ export class LocalRunner implements HostRunner {
   close(): void {}
 }
 
-/** Quote one word for a POSIX shell (the remote side of ssh always parses a command line). */
-export function shellQuote(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 export interface SshRunnerOptions {
   /** OpenSSH client config naming every host (`Host client` ...), e.g. from `vagrant ssh-config` */
   configFile: string;
@@ -69,7 +65,7 @@ export class SshRunner implements HostRunner {
 
   async exec(host: string, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     if (!/^[A-Za-z0-9][\w.-]*$/.test(host)) throw new LbError('ERR_LB_USAGE', `invalid host name ${JSON.stringify(host)}`);
-    const remote = [...(this.o.sudo ? ['sudo', '-n'] : []), ...argv].map(shellQuote).join(' ');
+    const remote = shJoin([...(this.o.sudo ? ['sudo', '-n'] : []), ...argv]);
     const ssh = [
       'ssh', '-F', this.o.configFile, '-T',
       '-o', 'BatchMode=yes', '-o', `ConnectTimeout=${this.o.connectTimeoutSec ?? 15}`,

@@ -7,19 +7,12 @@ import { join } from 'node:path';
 import { LbError } from '../errors.js';
 import { exec } from './exec.js';
 import { REPO_ROOT } from './lab.js';
-import type { ClientSide } from './client.js';
+import type { ClientRequestsResult, ClientSide } from './client.js';
 
 export const UDP_CLIENT_JS = join(REPO_ROOT, 'dist/lab/udp-client.js');
 
-export interface UdpRequestsResult {
-  total: number;
-  ok: number;
-  failed: number;
-  byBackend: Record<string, number>;
-  clientAddrs: Record<string, number>;
-  failures: Record<string, number>;
-  elapsedMs: number;
-}
+/** Same shape as the HTTP client's: which backend answered, which client address it saw. */
+export type UdpRequestsResult = ClientRequestsResult;
 
 export async function udpRequests(
   lab: ClientSide,

@@ -15,7 +15,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkLab, shareBounds } from '../../src/lab/dsrcheck.js';
 import { exportTopology, loadMachineTopology, vagrantTopologyText, VAGRANT_LAB_OPTIONS, type MachineTopology } from '../../src/lab/export.js';
-import { NetnsRunner, SshRunner, shellQuote } from '../../src/lab/hosts.js';
+import { NetnsRunner, SshRunner } from '../../src/lab/hosts.js';
+import { shQuote } from '../../src/serverprep/quote.js';
 import { labDown, labUp, run, type Lab } from '../../src/lab/index.js';
 import { buildTopology } from '../../src/lab/topology.js';
 
@@ -315,7 +316,7 @@ t.test('against a namespace lab of the Vagrant topology', async (t) => {
     t.equal(st.status, 3, "the remote command's exit status");
     await t.rejects(ssh.exec('client', ['false']), { code: 'ERR_LB_EXEC' }, 'a failing command throws without allowFail');
     await t.rejects(ssh.exec('nosuchhost', ['true']), { code: 'ERR_LB_SSH' }, 'ssh failures are ERR_LB_SSH');
-    t.equal(shellQuote("a'b"), `'a'\\''b'`);
+    t.equal(shQuote("a'b"), `'a'\\''b'`);
 
     const r = runEntry('check.ts', ['--via', 'ssh', '--ssh-config', config, '--topology', TOPO_FILE, '--requests', '100']);
     t.equal(r.status, 0, 'check.js --via ssh exits 0', { output: `${r.stdout}${r.stderr}` });
