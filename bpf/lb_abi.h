@@ -96,12 +96,12 @@ _Static_assert(sizeof(struct lb_flow_bucket) == 32, "lb_flow_bucket size");
 
 /* Node-wide settings and the clock, written by the control plane: array key 0. */
 struct lb_ctl {
-	__be32 src4;  /* outer source address for IPIP, network byte order */
-	__u16 clock;  /* host order; advanced by the control plane about once a second */
+	__be32 src4;    /* outer source address for tunnels to IPv4 backends, network byte order */
+	__u16 clock;    /* host order; advanced by the control plane about once a second */
 	__u16 pad;
-	__u32 pad2[2];
+	__be32 src6[4]; /* outer source address for tunnels to IPv6 backends; all zero = none */
 };
-_Static_assert(sizeof(struct lb_ctl) == 16, "lb_ctl size");
+_Static_assert(sizeof(struct lb_ctl) == 24, "lb_ctl size");
 
 /* Per-service and per-backend counters, per CPU: array key = service id / backend id. */
 struct lb_counters {
@@ -113,13 +113,14 @@ _Static_assert(sizeof(struct lb_counters) == 24, "lb_counters size");
 
 /* Verdict counters, per CPU: array key = enum lb_reason. */
 enum lb_reason {
-	LB_R_PASS_NOT_IP = 0,     /* not IPv4 (ARP, LLDP, IPv6 for now ...) */
+	LB_R_PASS_NOT_IP = 0,     /* neither IPv4 nor IPv6 (ARP, LLDP ...) */
 	LB_R_PASS_MALFORMED,      /* too short to tell the destination: left to the kernel */
 	LB_R_PASS_NOT_VIP,        /* destination is not a VIP */
 	LB_R_PASS_NOT_SERVICE,    /* VIP address, but no service on this port/protocol */
 	LB_R_DROP_MALFORMED,      /* to a VIP, truncated or inconsistent header */
 	LB_R_DROP_FRAGMENT,       /* IP fragment to a VIP */
 	LB_R_DROP_IP_OPTIONS,     /* IPv4 options to a service */
+	LB_R_DROP_EXT_HDR,        /* IPv6 to a VIP: routing header with segments left, unknown or too many extension headers */
 	LB_R_DROP_NO_BACKEND,     /* service has no usable backend */
 	LB_R_PASS_NO_BACKEND,     /* ... and asks for XDP_PASS in that case */
 	LB_R_TX_L2DSR,            /* forwarded, MAC rewrite */
@@ -129,7 +130,7 @@ enum lb_reason {
 	LB_R_DROP_IPIP_NO_ROUTE,  /* encapsulated, no route to the backend */
 	LB_R_DROP_IPIP_MTU,       /* encapsulated packet exceeds the egress MTU */
 	LB_R_DROP_ENCAP,          /* could not grow the packet, or no IPIP source address set */
-	LB_R_ICMP_TOO_BIG,        /* ICMP fragmentation-needed about a VIP flow (also counted as forwarded) */
+	LB_R_ICMP_TOO_BIG,        /* ICMP fragmentation-needed / ICMPv6 packet-too-big about a VIP flow (also counted as forwarded) */
 	LB_R_PASS_NOT_MODE,       /* service mode this program does not handle */
 	LB_R_TX_NAT,              /* nat: translated toward the backend, out the same interface */
 	LB_R_REDIRECT_NAT,        /* nat: translated toward the backend, out another interface */
@@ -198,14 +199,46 @@ struct lb_nat_entry {
 };
 _Static_assert(sizeof(struct lb_nat_entry) == 32, "lb_nat_entry size");
 
+/*
+ * NAT66: the same two entries per connection, in their own map (nat6_conns) so that IPv4 keeps
+ * its 16-byte keys. Same fields and meaning as lb_nat_key / lb_nat_entry, with IPv6 addresses.
+ */
+struct lb_nat6_key {
+	__be32 saddr[4]; /* network byte order, as on the wire */
+	__be32 daddr[4];
+	__be16 sport;    /* network byte order */
+	__be16 dport;
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 dir;        /* LB_NAT_DIR_* */
+	__u16 pad;
+};
+_Static_assert(sizeof(struct lb_nat6_key) == 40, "lb_nat6_key size");
+
+struct lb_nat6_entry {
+	__be32 saddr[4];   /* the packet's new source, network byte order */
+	__be32 daddr[4];   /* its new destination */
+	__be16 sport;      /* network byte order */
+	__be16 dport;
+	__u32 service_id;  /* host order */
+	__u16 backend_id;  /* host order */
+	__u8 state;        /* enum lb_nat_state */
+	__u8 flags;        /* LB_NAT_F_* */
+	__u32 pad;
+	__u64 last_seen;   /* host order, ns of CLOCK_MONOTONIC (bpf_ktime_get_coarse_ns) */
+};
+_Static_assert(sizeof(struct lb_nat6_entry) == 56, "lb_nat6_entry size");
+
 /* Node-wide NAT settings, written by the control plane: array key 0. */
 struct lb_nat_cfg {
 	__be32 source[LB_NAT_MAX_SOURCES]; /* full-NAT source addresses, network byte order */
 	__u32 n_sources;                   /* host order; how many of source[] are set */
-	__u16 port_min;                    /* host order; full-NAT source port range, inclusive */
+	__u16 port_min;                    /* host order; full-NAT source port range, inclusive (both families) */
 	__u16 port_max;
 	__u64 timeout_ns[4];               /* host order; idle timeout by state: index state - 1 */
+	__be32 source6[LB_NAT_MAX_SOURCES][4]; /* full-NAT66 source addresses, network byte order */
+	__u32 n_sources6;                  /* host order; how many of source6[] are set */
+	__u32 pad;
 };
-_Static_assert(sizeof(struct lb_nat_cfg) == 56, "lb_nat_cfg size");
+_Static_assert(sizeof(struct lb_nat_cfg) == 128, "lb_nat_cfg size");
 
 #endif /* LB_ABI_H */

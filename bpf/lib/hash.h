@@ -54,6 +54,21 @@ static __always_inline struct lb_hash lb_hash3(__u32 a, __u32 b, __u32 c, __u32 
 	return h;
 }
 
+/*
+ * An IPv6 address folded to the one 32-bit word that stands for it in lb_hash3(), the VIP filter
+ * and the NAT reply filter: every bit of the 128 reaches the result (two fmix64 rounds, chained),
+ * so flows from addresses that share a /64 or differ only in the low bits still spread.
+ * a: the address as four raw words, as loaded from the packet.
+ */
+static __always_inline __u32 lb_fold6(const __u32 *a)
+{
+	__u64 lo = ((__u64)a[1] << 32) | a[0];
+	__u64 hi = ((__u64)a[3] << 32) | a[2];
+	__u64 x = lb_fmix64(lo ^ lb_fmix64(hi ^ LB_HASH_FOLD));
+
+	return (__u32)x ^ (__u32)(x >> 32);
+}
+
 /* Ring slot in [0, size) from a 32-bit hash: multiply-shift, no division on the hot path. */
 static __always_inline __u32 lb_reduce(__u32 h, __u32 size)
 {

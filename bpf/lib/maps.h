@@ -72,7 +72,8 @@ struct {
 	__type(value, struct lb_flow_bucket);
 } flows SEC(".maps");
 
-/* A bit per folded destination address: lets non-VIP traffic pass without a hash lookup. */
+/* A bit per folded destination address (IPv6: of its lb_fold6()): lets non-VIP traffic pass
+ * without a hash lookup. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, LB_VIP_FILTER_WORDS);
@@ -128,6 +129,18 @@ struct {
 	__type(value, struct lb_nat_entry);
 } nat_conns SEC(".maps");
 
+/* NAT66 connections, same rules. Smaller by default: each entry is ~2.5x an IPv4 one. */
+#ifndef LB_NAT6_ENTRIES
+#define LB_NAT6_ENTRIES (1U << 16)
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LB_NAT6_ENTRIES);
+	__type(key, struct lb_nat6_key);
+	__type(value, struct lb_nat6_entry);
+} nat6_conns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -136,8 +149,9 @@ struct {
 } nat_cfg SEC(".maps");
 
 /*
- * A bit per folded NAT backend address (the VIP filter's fold, on the source): replies come from
- * backends, so traffic from anywhere else skips the connection-table lookup.
+ * A bit per folded NAT backend address (the VIP filter's fold, on the source; an IPv6 address is
+ * first folded to 32 bits by lb_fold6()): replies come from backends, so traffic from anywhere
+ * else skips the connection-table lookup.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -58,6 +58,24 @@ export function writeAddr(b: Buffer, off: number, addr: string): number {
   throw new LbError('ERR_LB_DATAPLANE', `not an IP address: ${JSON.stringify(addr)}`);
 }
 
+function putIpv4(b: Buffer, off: number, addr: string): void {
+  if (!isIPv4(addr)) throw new LbError('ERR_LB_DATAPLANE', `not an IPv4 address: ${JSON.stringify(addr)}`);
+  writeAddr(b, off, addr);
+}
+
+function putIpv6(b: Buffer, off: number, addr: string): void {
+  if (!isIPv6(addr)) throw new LbError('ERR_LB_DATAPLANE', `not an IPv6 address: ${JSON.stringify(addr)}`);
+  writeAddr(b, off, addr);
+}
+
+function ipv4At(b: Buffer, off: number): string {
+  return readAddr(b, off, FAMILY_V4);
+}
+
+function ipv6At(b: Buffer, off: number): string {
+  return readAddr(b, off, FAMILY_V6);
+}
+
 export function readAddr(b: Buffer, off: number, family: number): string {
   if (family === FAMILY_V6) {
     const parts: string[] = [];
@@ -271,27 +289,32 @@ export const flowBucket: Codec<FlowWay[]> = {
 };
 
 export interface CtlValue {
+  /** outer source for tunnels to IPv4 backends; '' = none */
   src4: string;
+  /** outer source for tunnels to IPv6 backends; '' or absent = none */
+  src6?: string;
   clock: number;
 }
 
 export const ctlValue: Codec<CtlValue> = {
   cName: 'lb_ctl',
-  size: 16,
+  size: 24,
   fields: [
     { name: 'src4', offset: 0, size: 4 },
     { name: 'clock', offset: 4, size: 2 },
     { name: 'pad', offset: 6, size: 2 },
-    { name: 'pad2', offset: 8, size: 8 },
+    { name: 'src6', offset: 8, size: 16 },
   ],
   encode(v) {
-    const b = Buffer.alloc(16);
-    if (v.src4 !== '') writeAddr(b, 0, v.src4);
+    const b = Buffer.alloc(24);
+    if (v.src4 !== '') putIpv4(b, 0, v.src4);
     b.writeUInt16LE(v.clock & 0xffff, 4);
+    if (v.src6) putIpv6(b, 8, v.src6);
     return b;
   },
   decode(b) {
-    return { src4: b.readUInt32LE(0) === 0 ? '' : readAddr(b, 0, FAMILY_V4), clock: b.readUInt16LE(4) };
+    const src6 = b.subarray(8, 24).some((x) => x !== 0) ? readAddr(b, 8, FAMILY_V6) : '';
+    return { src4: b.readUInt32LE(0) === 0 ? '' : readAddr(b, 0, FAMILY_V4), src6, clock: b.readUInt16LE(4) };
   },
 };
 
@@ -341,15 +364,6 @@ export type NatState = keyof typeof NAT_STATE;
 export const NAT_STATE_NAMES: Record<number, NatState> = { 1: 'tcpNew', 2: 'tcpEstablished', 3: 'tcpClosing', 4: 'udp' };
 export const NAT_F_FULL = 1 << 0;
 export const NAT_MAX_SOURCES = 4;
-
-function ipv4At(b: Buffer, off: number): string {
-  return readAddr(b, off, FAMILY_V4);
-}
-
-function putIpv4(b: Buffer, off: number, addr: string): void {
-  if (!isIPv4(addr)) throw new LbError('ERR_LB_DATAPLANE', `not an IPv4 address: ${JSON.stringify(addr)}`);
-  writeAddr(b, off, addr);
-}
 
 /** A packet's 5-tuple as it arrives in one direction; ports in host order here, network order in the map. */
 export interface NatKey {
@@ -454,9 +468,90 @@ export const natEntry: Codec<NatEntry> = {
   },
 };
 
+/** lb_nat6_key: NatKey with IPv6 addresses. */
+export const nat6Key: Codec<NatKey> = {
+  cName: 'lb_nat6_key',
+  size: 40,
+  fields: [
+    { name: 'saddr', offset: 0, size: 16 },
+    { name: 'daddr', offset: 16, size: 16 },
+    { name: 'sport', offset: 32, size: 2 },
+    { name: 'dport', offset: 34, size: 2 },
+    { name: 'proto', offset: 36, size: 1 },
+    { name: 'dir', offset: 37, size: 1 },
+    { name: 'pad', offset: 38, size: 2 },
+  ],
+  encode(v) {
+    const b = Buffer.alloc(40);
+    putIpv6(b, 0, v.saddr);
+    putIpv6(b, 16, v.daddr);
+    b.writeUInt16BE(v.sport, 32);
+    b.writeUInt16BE(v.dport, 34);
+    b.writeUInt8(v.proto, 36);
+    b.writeUInt8(v.dir, 37);
+    return b;
+  },
+  decode(b) {
+    return {
+      saddr: ipv6At(b, 0),
+      daddr: ipv6At(b, 16),
+      sport: b.readUInt16BE(32),
+      dport: b.readUInt16BE(34),
+      proto: b.readUInt8(36),
+      dir: b.readUInt8(37),
+    };
+  },
+};
+
+/** lb_nat6_entry: NatEntry with IPv6 addresses. */
+export const nat6Entry: Codec<NatEntry> = {
+  cName: 'lb_nat6_entry',
+  size: 56,
+  fields: [
+    { name: 'saddr', offset: 0, size: 16 },
+    { name: 'daddr', offset: 16, size: 16 },
+    { name: 'sport', offset: 32, size: 2 },
+    { name: 'dport', offset: 34, size: 2 },
+    { name: 'service_id', offset: 36, size: 4 },
+    { name: 'backend_id', offset: 40, size: 2 },
+    { name: 'state', offset: 42, size: 1 },
+    { name: 'flags', offset: 43, size: 1 },
+    { name: 'pad', offset: 44, size: 4 },
+    { name: 'last_seen', offset: 48, size: 8 },
+  ],
+  encode(v) {
+    const b = Buffer.alloc(56);
+    putIpv6(b, 0, v.saddr);
+    putIpv6(b, 16, v.daddr);
+    b.writeUInt16BE(v.sport, 32);
+    b.writeUInt16BE(v.dport, 34);
+    b.writeUInt32LE(v.serviceId, 36);
+    b.writeUInt16LE(v.backendId, 40);
+    b.writeUInt8(v.state, 42);
+    b.writeUInt8(v.flags, 43);
+    b.writeBigUInt64LE(v.lastSeen, 48);
+    return b;
+  },
+  decode(b) {
+    return {
+      saddr: ipv6At(b, 0),
+      daddr: ipv6At(b, 16),
+      sport: b.readUInt16BE(32),
+      dport: b.readUInt16BE(34),
+      serviceId: b.readUInt32LE(36),
+      backendId: b.readUInt16LE(40),
+      state: b.readUInt8(42),
+      flags: b.readUInt8(43),
+      lastSeen: b.readBigUInt64LE(48),
+    };
+  },
+};
+
 export interface NatCfgValue {
   /** full-NAT source addresses (IPv4), at most NAT_MAX_SOURCES */
   sources: string[];
+  /** full-NAT66 source addresses (IPv6), at most NAT_MAX_SOURCES; absent = none */
+  sources6?: string[];
   portMin: number;
   portMax: number;
   /** idle timeouts by state, ns: tcpNew, tcpEstablished, tcpClosing, udp */
@@ -465,31 +560,39 @@ export interface NatCfgValue {
 
 export const natCfg: Codec<NatCfgValue> = {
   cName: 'lb_nat_cfg',
-  size: 56,
+  size: 128,
   fields: [
     { name: 'source', offset: 0, size: 16 },
     { name: 'n_sources', offset: 16, size: 4 },
     { name: 'port_min', offset: 20, size: 2 },
     { name: 'port_max', offset: 22, size: 2 },
     { name: 'timeout_ns', offset: 24, size: 32 },
+    { name: 'source6', offset: 56, size: 64 },
+    { name: 'n_sources6', offset: 120, size: 4 },
+    { name: 'pad', offset: 124, size: 4 },
   ],
   encode(v) {
-    if (v.sources.length > NAT_MAX_SOURCES) {
-      throw new LbError('ERR_LB_DATAPLANE', `${v.sources.length} full-NAT source addresses, at most ${NAT_MAX_SOURCES}`);
+    const sources6 = v.sources6 ?? [];
+    for (const [n, what] of [[v.sources.length, 'full-NAT'], [sources6.length, 'full-NAT66']] as const) {
+      if (n > NAT_MAX_SOURCES) throw new LbError('ERR_LB_DATAPLANE', `${n} ${what} source addresses, at most ${NAT_MAX_SOURCES}`);
     }
-    const b = Buffer.alloc(56);
+    const b = Buffer.alloc(128);
     v.sources.forEach((a, i) => putIpv4(b, 4 * i, a));
     b.writeUInt32LE(v.sources.length, 16);
     b.writeUInt16LE(v.portMin, 20);
     b.writeUInt16LE(v.portMax, 22);
     v.timeoutNs.forEach((t, i) => b.writeBigUInt64LE(t, 24 + 8 * i));
+    sources6.forEach((a, i) => putIpv6(b, 56 + 16 * i, a));
+    b.writeUInt32LE(sources6.length, 120);
     return b;
   },
   decode(b) {
     const n = Math.min(b.readUInt32LE(16), NAT_MAX_SOURCES);
+    const n6 = Math.min(b.readUInt32LE(120), NAT_MAX_SOURCES);
     const t = (i: number) => b.readBigUInt64LE(24 + 8 * i);
     return {
       sources: Array.from({ length: n }, (_, i) => ipv4At(b, 4 * i)),
+      sources6: Array.from({ length: n6 }, (_, i) => ipv6At(b, 56 + 16 * i)),
       portMin: b.readUInt16LE(20),
       portMax: b.readUInt16LE(22),
       timeoutNs: [t(0), t(1), t(2), t(3)],
@@ -507,6 +610,8 @@ export const ALL_CODECS: readonly Codec<unknown>[] = [
   counters,
   natKey,
   natEntry,
+  nat6Key,
+  nat6Entry,
   natCfg,
 ] as Codec<unknown>[];
 

@@ -34,7 +34,6 @@ import {
 import { VIP_FILTER_WORDS, vipFilterBit } from './hash.js';
 import { natBackendFilter } from './nat.js';
 import type { ServiceIndex } from './svcindex.js';
-import { isIPv4 } from 'node:net';
 
 /** The subset of a BPF map the applier needs; src/bpf's BpfMap provides it. */
 export interface MapHandle {
@@ -412,10 +411,8 @@ export class Dataplane {
         ringsBuilt++;
       }
       services.push({ id, key, value, ring, inputs });
-      if (isIPv4(svc.vip)) {
-        const bit = vipFilterBit(svc.vip);
-        filter[bit >> 6] = (filter[bit >> 6] ?? 0n) | (1n << BigInt(bit & 63));
-      }
+      const bit = vipFilterBit(svc.vip); // IPv6: the bit of its lb_fold6()
+      filter[bit >> 6] = (filter[bit >> 6] ?? 0n) | (1n << BigInt(bit & 63));
     }
     return { services, backends, filter, ringsBuilt };
   }

@@ -6,7 +6,8 @@
  * The BPF side mixes the raw 32-bit words it loads from the packet on a little-endian host:
  * an address's four bytes read little-endian, a port's two bytes read little-endian.
  */
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
+import { writeAddr } from './abi.js';
 
 /** 64-bit values as [high, low] 32-bit halves: exact, and far cheaper than BigInt in a loop. */
 type U64 = [number, number];
@@ -74,6 +75,24 @@ export function rawAddr4(addr: string): number {
   return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0;
 }
 
+/** lb_fold6(): an IPv6 address (as four raw words) folded to the word that stands for it. */
+export function fold6(w: readonly [number, number, number, number]): number {
+  const lo: U64 = [w[1] >>> 0, w[0] >>> 0];
+  const hi: U64 = [w[3] >>> 0, w[2] >>> 0];
+  const inner = fmix64([(hi[0] ^ FOLD[0]) >>> 0, (hi[1] ^ FOLD[1]) >>> 0]);
+  const x = fmix64([(lo[0] ^ inner[0]) >>> 0, (lo[1] ^ inner[1]) >>> 0]);
+  return (x[0] ^ x[1]) >>> 0;
+}
+
+/** The word the data path hashes for an address: the raw word for IPv4, lb_fold6() for IPv6. */
+export function rawAddr(addr: string): number {
+  if (isIPv4(addr)) return rawAddr4(addr);
+  if (!isIPv6(addr)) throw new TypeError(`not an IP address: ${addr}`);
+  const b = Buffer.alloc(16);
+  writeAddr(b, 0, addr);
+  return fold6([b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8), b.readUInt32LE(12)]);
+}
+
 /** A port (host order number) as the raw 16-bit value the BPF program loads. */
 export function rawPort(port: number): number {
   return ((port & 0xff) << 8) | ((port >> 8) & 0xff);
@@ -90,12 +109,12 @@ export interface FlowTuple {
 
 export function flowHash(f: FlowTuple, seed: number): FlowHash {
   const ports = ((rawPort(f.clientPort) << 16) | rawPort(f.vipPort)) >>> 0;
-  return lbHash3(rawAddr4(f.client), rawAddr4(f.vip), ports, (seed ^ f.proto) >>> 0);
+  return lbHash3(rawAddr(f.client), rawAddr(f.vip), ports, (seed ^ f.proto) >>> 0);
 }
 
 /** The hash that picks the ring slot: the whole flow, or the client address alone. */
 export function ringHash(f: FlowTuple, seed: number, srcOnly: boolean): number {
-  return srcOnly ? lbHash3(rawAddr4(f.client), 0, 0, seed).h1 : flowHash(f, seed).h1;
+  return srcOnly ? lbHash3(rawAddr(f.client), 0, 0, seed).h1 : flowHash(f, seed).h1;
 }
 
 export const VIP_FILTER_SHIFT = 16;
@@ -103,5 +122,5 @@ export const VIP_FILTER_WORDS = 1024;
 
 /** Bit index of an address in the VIP filter, as vip_filter_hit(). */
 export function vipFilterBit(addr: string): number {
-  return Math.imul(rawAddr4(addr), 0x9e3779b1) >>> (32 - VIP_FILTER_SHIFT);
+  return Math.imul(rawAddr(addr), 0x9e3779b1) >>> (32 - VIP_FILTER_SHIFT);
 }

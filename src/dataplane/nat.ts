@@ -101,7 +101,6 @@ export function natBackendFilter(desired: readonly DesiredService[]): BigUint64A
   for (const svc of desired) {
     if (svc.mode !== 'nat') continue;
     for (const b of svc.backends) {
-      if (!isIPv4(b.address)) continue;
       const bit = vipFilterBit(b.address);
       filter[bit >> 6] = (filter[bit >> 6] ?? 0n) | (1n << BigInt(bit & 63));
     }
