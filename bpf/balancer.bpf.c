@@ -25,6 +25,7 @@
 #include "lib/flow.h"
 #include "lib/forward.h"
 #include "lib/nat.h"
+#include "lib/nat6.h"
 #include "lib/svcindex.h"
 
 /* Multiplicative fold of the destination address into the VIP filter's bit index. */

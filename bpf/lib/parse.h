@@ -15,6 +15,7 @@
 #include <linux/in.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_endian.h>
 
 struct hdr_cursor {
@@ -39,6 +40,18 @@ struct icmphdr {
 #define IP_MF 0x2000
 #define IP_DF 0x4000
 #define IP_OFFSET 0x1fff
+
+/*
+ * An IPv6 packet as the balancer hands it to the mode code: the upper-layer header found behind
+ * the extension headers (hop-by-hop, destination options) that were skipped.
+ */
+struct lb_pkt6 {
+	struct ethhdr *eth;
+	struct ipv6hdr *ip6;
+	void *l4;   /* the TCP/UDP/ICMPv6 header; bounds are the user's to check */
+	__u8 proto; /* its protocol number */
+	__u8 vlan;  /* 1 if the frame carries an 802.1Q/802.1ad tag */
+};
 
 /* Ethernet plus at most one 802.1Q/802.1ad tag: returns the inner ethertype. */
 static __always_inline int parse_ethhdr(struct hdr_cursor *c, void *end, struct ethhdr **ethp,
