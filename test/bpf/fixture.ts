@@ -36,6 +36,11 @@ export class FixtureNet {
   readonly routedNet = '10.2.0.0/16';
   /** routed through a gateway with no neighbour entry */
   readonly unresolvedNet = '10.3.0.0/16';
+  /** the same three for IPv6: our address, the resolved gateway, and the two routed prefixes */
+  readonly addr6 = 'fd09::1';
+  readonly gw6 = 'fd09::2';
+  readonly routedNet6 = 'fd02::/32';
+  readonly unresolvedNet6 = 'fd03::/32';
   mac = '';
   ifindex = 0;
 
@@ -43,7 +48,7 @@ export class FixtureNet {
     const ip = (...a: string[]) => execFileSync('ip', ['-n', this.ns, ...a], { stdio: 'pipe' });
     execFileSync('ip', ['netns', 'add', this.ns]);
     // bpf_fib_lookup answers only where forwarding is on, as on a real LB.
-    execFileSync('ip', ['netns', 'exec', this.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    execFileSync('ip', ['netns', 'exec', this.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
     ip('link', 'add', 'veth0', 'type', 'veth', 'peer', 'name', 'veth1');
     ip('link', 'set', 'veth0', 'address', '02:aa:00:00:00:01');
     ip('link', 'set', 'veth0', 'up');
@@ -52,6 +57,11 @@ export class FixtureNet {
     ip('neigh', 'replace', this.gw, 'lladdr', this.gwMac, 'dev', 'veth0', 'nud', 'permanent');
     ip('route', 'add', this.routedNet, 'via', this.gw);
     ip('route', 'add', this.unresolvedNet, 'via', '10.9.0.3');
+    // nodad: the address is usable at once (DAD would hold it tentative for a second).
+    ip('-6', 'addr', 'add', `${this.addr6}/64`, 'dev', 'veth0', 'nodad');
+    ip('-6', 'neigh', 'replace', this.gw6, 'lladdr', this.gwMac, 'dev', 'veth0', 'nud', 'permanent');
+    ip('-6', 'route', 'add', this.routedNet6, 'via', this.gw6);
+    ip('-6', 'route', 'add', this.unresolvedNet6, 'via', 'fd09::3');
     this.mac = '02:aa:00:00:00:01';
     this.ifindex = inNetns(this.ns, () => ifIndex(this.ifname));
   }
