@@ -10,6 +10,9 @@
  * The header is written every time because a recycled page keeps whatever was last done to it
  * (kernel's bpf_prog_run.rst), and pages come back from the path under test: rewritten by the
  * balancer or by the kernel's forwarding (TTL, MACs), and would otherwise go out again like that.
+ * A TCP frame's checksum is kept right for its port (hdr carries it for port_base): the kernel's
+ * connection tracking checks it (the nftables DNAT case), and a frame it finds bad is INVALID and
+ * never translated. UDP frames go without a checksum (zero), which nothing checks.
  *
  * xdp_lab_count sits where the forwarded frames arrive, counts those of the generator's flows
  * (source and destination address, also inside an IPIP outer header) and drops them; anything
@@ -22,6 +25,7 @@
 #include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "lib/csum.h"
 
 #define LAB_HDR_LEN 54 /* Ethernet + IPv4 + TCP, no options */
 
@@ -64,16 +68,21 @@ int xdp_lab_gen(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
-	struct tcphdr *th = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+	struct iphdr *iph = data + sizeof(struct ethhdr);
+	struct tcphdr *th = (void *)(iph + 1);
 	__u32 zero = 0;
+	__be16 port;
 	struct lab_cfg *cfg = bpf_map_lookup_elem(&lab_cfg, &zero);
 	struct lab_state *st = bpf_map_lookup_elem(&lab_state, &zero);
 
 	if (!cfg || !st || data + LAB_HDR_LEN > end)
 		return XDP_ABORTED;
 	__builtin_memcpy(data, cfg->hdr, LAB_HDR_LEN);
-	/* The TCP checksum goes stale: nothing on the way checks it (forwarding does not). */
-	th->source = bpf_htons(cfg->port_base + (st->seq++ & cfg->flows_mask));
+	port = bpf_htons(cfg->port_base + (st->seq++ & cfg->flows_mask));
+	/* The source port sits at the same offset in UDP; there, hdr's checksum stays zero. */
+	th->source = port;
+	if (iph->protocol == IPPROTO_TCP)
+		th->check = csum_apply(th->check, csum_diff16(0, bpf_htons(cfg->port_base), port));
 	return XDP_TX;
 }
 
