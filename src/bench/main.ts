@@ -3,17 +3,21 @@
  * plane, writes bench/results.json and prints a table with the issue's goals beside the figures.
  * Exit status: 0 when every case was measured on its intended path, whatever the goals say;
  * 1 when a case's path could not be verified (the figure would be of the wrong path).
+ *
+ * `node dist/bench/main.js --lab-only [--rounds N] [--seconds S]` measures only the lab (about a
+ * minute) and puts it into an existing bench/results.json (goals re-evaluated with the figures
+ * already there), or writes a file with the lab alone when there is none.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { isLbError } from '../errors.js';
+import { LbError, isLbError } from '../errors.js';
 import { REPO_ROOT } from '../dataplane/loader.js';
 import { benchDatapath, type DatapathCase, type DatapathResult } from './datapath.js';
 import { benchControlplane, type Figure } from './controlplane.js';
 import { benchLab, type LabResult } from './lab.js';
-import { evaluateGoals, renderTable } from './report.js';
+import { evaluateGoals, renderLab, renderTable } from './report.js';
 
 export interface BenchResults {
   datapath: Array<DatapathCase | { case: 'floor'; mode: '-'; ns_per_packet: number; ratio_to_floor: 1; ns_median: number }>;
@@ -29,9 +33,54 @@ function gitCommit(): string | undefined {
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 
+interface Args {
+  labOnly: boolean;
+  rounds?: number;
+  seconds?: number;
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const out: Args = { labOnly: false };
+  const num = (flag: string, v: string | undefined, min: number, max: number): number => {
+    const n = Number(v);
+    if (v === undefined || !Number.isFinite(n) || n < min || n > max) throw new LbError('ERR_LB_USAGE', `${flag} wants a number in ${min}..${max}, got ${String(v)}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--lab-only') out.labOnly = true;
+    else if (a === '--rounds') out.rounds = Math.round(num(a, argv[++i], 1, 99));
+    else if (a === '--seconds') out.seconds = num(a, argv[++i], 0.1, 10);
+    else throw new LbError('ERR_LB_USAGE', `unknown argument ${String(a)}`, { hint: 'usage: main.js [--lab-only] [--rounds N] [--seconds S]' });
+  }
+  return out;
+}
+
+/** The lab alone, merged into the last full run's results when there is one. */
+async function labOnly(args: Args, log: (line: string) => void): Promise<number> {
+  const t0 = Date.now();
+  const file = join(REPO_ROOT, 'bench', 'results.json');
+  const lab = await benchLab({ log, rounds: args.rounds, seconds: args.seconds });
+  const meta = { date: new Date().toISOString(), kernel: release(), cpus: cpus().length, commit: gitCommit(), runtime_s: Math.round((Date.now() - t0) / 100) / 10 };
+  let out: Record<string, unknown> = { lab, meta: { lab_only: true, ...meta } };
+  if (existsSync(file)) {
+    const prev = JSON.parse(readFileSync(file, 'utf8')) as BenchResults;
+    const dpCases = (prev.datapath ?? []).filter((c): c is DatapathCase => c.case !== 'floor');
+    out = { ...prev, lab, goals: evaluateGoals(dpCases, prev.controlplane ?? {}, lab), meta: { ...prev.meta, lab_rerun: meta } };
+  }
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(renderLab(lab));
+  process.stdout.write(`\nwritten: ${file} (lab only, ${meta.runtime_s} s)\n`);
+  return 0;
+}
+
 async function main(): Promise<number> {
   const t0 = Date.now();
   const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+  const args = parseArgs(process.argv.slice(2));
+  if (args.labOnly) return labOnly(args, log);
+  if (args.rounds !== undefined || args.seconds !== undefined) throw new LbError('ERR_LB_USAGE', '--rounds and --seconds are for --lab-only');
   const dp = benchDatapath({ log });
   const cp = benchControlplane({ log });
   let lab: BenchResults['lab'];
