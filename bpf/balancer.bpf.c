@@ -181,7 +181,6 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		*reason = LB_R_DROP_NO_BACKEND;
 		return XDP_DROP;
 	}
-	count(&service_stats, svc->id, end - data, is_new);
 	count(&backend_stats, be_id, end - data, is_new);
 
 	switch (svc->mode) {

@@ -20,7 +20,7 @@
  * is not in xdp_bench_null, so it stays charged to the ipip cases; xdp_bench_adjust_pair (the
  * bookkeeping plus a grow/shrink pair) lets user space report its size.
  *
- * The object shares the balancer's maps, so the balancer's own counters (reasons, service_stats)
+ * The object shares the balancer's maps, so the balancer's own counters (reasons, backend_stats)
  * tell which path every iteration took.
  *
  * The packet must be Ethernet + IPv4 without options + TCP without options (or anything at least

@@ -103,7 +103,7 @@ struct lb_ctl {
 };
 _Static_assert(sizeof(struct lb_ctl) == 24, "lb_ctl size");
 
-/* Per-service and per-backend counters, per CPU: array key = service id / backend id. */
+/* Per-backend counters, per CPU: array key = backend id (a service's are the sum of its backends'). */
 struct lb_counters {
 	__u64 packets;
 	__u64 bytes;

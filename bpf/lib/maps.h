@@ -88,13 +88,10 @@ struct {
 	__type(value, struct lb_ctl);
 } ctl SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LB_MAX_SERVICES);
-	__type(key, __u32);
-	__type(value, struct lb_counters);
-} service_stats SEC(".maps");
-
+/*
+ * Per-backend only: a service's counters are the sum of its backends', which the control plane
+ * adds up (src/dataplane/apply.ts), so a forwarded packet costs one counter update, not two.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, LB_MAX_BACKEND_ID + 1);

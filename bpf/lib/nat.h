@@ -332,7 +332,6 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 
 			if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 				nat_touch(e, &key, st, now);
-			nat_count(&service_stats, svc->id, bytes, 0);
 			nat_count(&backend_stats, be_id, bytes, 0);
 			return nat_xmit(ctx, eth, iph, &l, e->saddr, e->daddr, e->sport, e->dport, vlan,
 					0, reason);
@@ -421,7 +420,6 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 		*reason = LB_R_DROP_NAT_TABLE_FULL;
 		return XDP_DROP;
 	}
-	nat_count(&service_stats, svc->id, bytes, 1);
 	nat_count(&backend_stats, be_id, bytes, 1);
 	return nat_xmit(ctx, eth, iph, &l, rk.daddr, rk.saddr, rk.dport, rk.sport, vlan, 0, reason);
 }

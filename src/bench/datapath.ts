@@ -361,9 +361,7 @@ class Bench {
 
   newFlows(): number {
     let n = 0;
-    for (const id of this.serviceIds) {
-      for (const b of this.lb.maps.service_stats.lookupPerCpu(u32Key(id)) ?? []) n += Number(b.readBigUInt64LE(16));
-    }
+    for (const id of this.serviceIds) n += Number(this.lb.dataplane.serviceCounters(id).newFlows);
     return n;
   }
 

@@ -384,7 +384,7 @@ export class Daemon {
     for (const svc of this.config.services) {
       const sid = this.lb.dataplane.serviceId(svc.vip, svc.port, svc.proto);
       if (sid === undefined) continue;
-      s.services.set(sid, sumCounters(this.lb.maps.service_stats.lookupPerCpu(u32Key(sid)) ?? []));
+      s.services.set(sid, this.lb.dataplane.serviceCounters(sid));
       for (const b of svc.backends) {
         const bid = this.lb.dataplane.backendId(sid, b.address, b.port ?? 0);
         if (bid !== undefined) s.backends.set(bid, sumCounters(this.lb.maps.backend_stats.lookupPerCpu(u32Key(bid)) ?? []));

@@ -10,6 +10,8 @@
 import { LbError } from '../errors.js';
 import { buildMaglev, diffRings } from '../maglev/index.js';
 import {
+  type Counters,
+  sumCounters,
   BE_F_VALID,
 
   IPPROTO,
@@ -46,6 +48,7 @@ export interface MapHandle {
 
 export interface PerCpuMapHandle {
   updatePerCpu(key: Buffer, values: Buffer[]): void;
+  lookupPerCpu(key: Buffer): Buffer[] | undefined;
 }
 
 export interface DataplaneMaps {
@@ -54,7 +57,6 @@ export interface DataplaneMaps {
   backends: MapHandle;
   vip_filter: MapHandle;
   ctl: MapHandle;
-  service_stats: PerCpuMapHandle;
   backend_stats: PerCpuMapHandle;
   /** source-address filter of NAT backends (bpf/lib/nat.h); absent in objects without NAT */
   nat_filter?: MapHandle;
@@ -114,6 +116,13 @@ interface MirrorService {
 
 const ZERO_MAC = '00:00:00:00:00:00';
 
+/** Where lb_backend.service_id sits: serviceCounters() reads it from the mirror without decoding. */
+const BACKEND_SERVICE_ID_OFFSET = backendValue.fields.find((f) => f.name === 'service_id')?.offset ?? 28;
+
+function addCounters(a: Counters | undefined, b: Counters): Counters {
+  return { packets: (a?.packets ?? 0n) + b.packets, bytes: (a?.bytes ?? 0n) + b.bytes, newFlows: (a?.newFlows ?? 0n) + b.newFlows };
+}
+
 function keyString(k: ServiceKey): string {
   return `${k.addr}|${k.port}|${k.proto}`;
 }
@@ -137,6 +146,11 @@ export class Dataplane {
   private filter = new BigUint64Array(VIP_FILTER_WORDS);
   private natFilter = new BigUint64Array(VIP_FILTER_WORDS);
   private nextBackendId = 1;
+  /**
+   * What removed backends had counted, per service id: the data path counts per backend only,
+   * so a service's counters are these plus its current backends' (serviceCounters()).
+   */
+  private retired = new Map<number, Counters>();
 
   constructor(maps: DataplaneMaps, geo: Geometry) {
     this.maps = maps;
@@ -233,6 +247,23 @@ export class Dataplane {
     return true;
   }
 
+  /** A backend's counters, summed over CPUs. */
+  backendCounters(id: number): Counters {
+    return sumCounters(this.maps.backend_stats.lookupPerCpu(u32Key(id)) ?? []);
+  }
+
+  /**
+   * A service's counters: the sum of its backends' and of what its removed backends had counted
+   * (since this process started: a restarted daemon's service totals start from its backends').
+   */
+  serviceCounters(serviceId: number): Counters {
+    let total = this.retired.get(serviceId) ?? { packets: 0n, bytes: 0n, newFlows: 0n };
+    for (const [id, v] of this.backends) {
+      if (v.readUInt32LE(BACKEND_SERVICE_ID_OFFSET) === serviceId) total = addCounters(total, this.backendCounters(id));
+    }
+    return total;
+  }
+
   /** Id of a service in the maps, for counters and tests. */
   serviceId(vip: string, port: number, proto: Proto): number | undefined {
     return this.services.get(keyString({ addr: vip, port, proto: IPPROTO[proto] }))?.id;
@@ -273,6 +304,9 @@ export class Dataplane {
     };
     const plan = this.plan(desired);
     report.ringsBuilt = plan.ringsBuilt;
+    // Service id -> key before this apply: a removed backend's counts go to its service only if
+    // that service is still there (its id may have been given to a newcomer meanwhile).
+    const ownerBefore = new Map([...this.services].map(([ks, s]) => [s.id, ks]));
 
     // In: backends, rings, services, filter.
     // NAT backends' source filter first: a reply must be recognised as soon as its connection exists.
@@ -300,8 +334,6 @@ export class Dataplane {
       const cur = this.services.get(ks);
       if (cur && cur.value.equals(s.value)) continue;
       if (!cur) {
-        this.zeroStats(this.maps.service_stats, s.id);
-        report.writes.stats++;
         report.services.added++;
       } else {
         report.services.changed++;
@@ -321,6 +353,7 @@ export class Dataplane {
       if (keep.has(ks)) continue;
       this.maps.services.delete(serviceKey.encode(cur.key));
       this.services.delete(ks);
+      this.retired.delete(cur.id);
       report.writes.services++;
       report.services.removed++;
       // A service added above may have been given this id: the ring is the newcomer's now.
@@ -335,6 +368,11 @@ export class Dataplane {
       this.maps.backends.update(u32Key(id), Buffer.alloc(backendValue.size));
       this.backends.delete(id);
       const b = backendValue.decode(cur);
+      // Its service keeps what it counted (read after the clear: nothing counts it any more).
+      const owner = ownerBefore.get(b.serviceId);
+      if (owner !== undefined && this.services.get(owner)?.id === b.serviceId) {
+        this.retired.set(b.serviceId, addCounters(this.retired.get(b.serviceId), this.backendCounters(id)));
+      }
       this.backendIds.delete(backendKeyString(b.serviceId, b.addr, b.port));
       report.writes.backends++;
       report.backends.removed++;

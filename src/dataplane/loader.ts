@@ -45,7 +45,6 @@ export const MAP_NAMES = [
   'flows',
   'vip_filter',
   'ctl',
-  'service_stats',
   'backend_stats',
   'reasons',
   'nat_conns',
@@ -102,7 +101,6 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     obj.setGlobal('flow_mask', u32(geometry.flowBuckets - 1));
     obj.setGlobal('hash_seed', u32(geometry.seed));
     obj.setMapMaxEntries('services', geometry.maxServices);
-    obj.setMapMaxEntries('service_stats', geometry.maxServices);
     obj.setMapMaxEntries('rings', geometry.maxServices * chunks);
     obj.setMapMaxEntries('flows', geometry.flowBuckets);
     obj.setMapMaxEntries('nat_conns', geometry.natEntries);

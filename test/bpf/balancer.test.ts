@@ -290,7 +290,7 @@ t.test('per-service and per-backend counters move with each packet', async (t) =
   const id = svcId(f);
   const be = ringBackend(f);
   const read = () => ({
-    svc: sumCounters(lb.maps.service_stats.lookupPerCpu(u32Key(id)) ?? []),
+    svc: lb.dataplane.serviceCounters(id),
     be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(be)) ?? []),
   });
   const a = read();

@@ -91,3 +91,36 @@ t.test('a service replaced by another in one apply: the newcomer keeps its ring'
   t.equal(empty, 0, 'no ring slot of the newcomer was cleared');
   t.equal(lb.dataplane.ring(id ?? 0)?.every((b) => b !== 0), true, 'the mirror agrees');
 });
+
+t.test('service counters are the sum of its backends, and keep what removed backends counted', async (t) => {
+  const lb = loadBalancer({ ringSize: 251, maxServices: 8, flowBuckets: 1024 });
+  t.teardown(() => lb.close());
+  lb.dataplane.apply(config(2));
+  const sid = lb.dataplane.serviceId('10.0.0.1', 80, 'tcp') as number;
+  const other = lb.dataplane.serviceId('10.0.1.1', 80, 'tcp') as number;
+  // What the data path would have counted: per backend, one CPU's slot each.
+  const put = (addr: string, svc: number, packets: number) => {
+    const id = lb.dataplane.backendId(svc, addr) as number;
+    const v = Buffer.alloc(24);
+    v.writeBigUInt64LE(BigInt(packets), 0);
+    v.writeBigUInt64LE(BigInt(packets * 100), 8);
+    v.writeBigUInt64LE(1n, 16);
+    const cpus = lb.maps.backend_stats.lookupPerCpu(Buffer.from([id & 0xff, id >> 8, 0, 0]))?.length ?? 1;
+    lb.maps.backend_stats.updatePerCpu(Buffer.from([id & 0xff, id >> 8, 0, 0]), [v, ...Array.from({ length: cpus - 1 }, () => Buffer.alloc(24))]);
+  };
+  put('10.1.0.1', sid, 5);
+  put('10.1.0.2', sid, 7);
+  put('10.1.1.1', other, 1000);
+  t.same(lb.dataplane.serviceCounters(sid), { packets: 12n, bytes: 1200n, newFlows: 2n }, 'the sum of its own backends only');
+
+  const without = config(2);
+  without[0]!.backends = without[0]!.backends.filter((b) => b.address !== '10.1.0.2');
+  lb.dataplane.apply(without);
+  t.same(lb.dataplane.serviceCounters(sid), { packets: 12n, bytes: 1200n, newFlows: 2n }, 'a removed backend still counts for its service');
+
+  lb.dataplane.apply(config(2).slice(1));
+  lb.dataplane.apply([{ ...config(1)[0]!, vip: '10.0.9.1' }, config(2)[1]!]);
+  const again = lb.dataplane.serviceId('10.0.9.1', 80, 'tcp') as number;
+  t.equal(again, sid, 'the newcomer got the removed service id');
+  t.same(lb.dataplane.serviceCounters(again), { packets: 0n, bytes: 0n, newFlows: 0n }, 'and none of its counts');
+});
