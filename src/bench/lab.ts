@@ -384,7 +384,7 @@ async function kernelCounters(e: Env): Promise<KernelCounters> {
 function newFlows(e: Env, vip: string): number {
   const id = e.lb.dataplane.serviceId(vip, 80, 'tcp');
   if (id === undefined) return 0;
-  return (e.lb.maps.service_stats.lookupPerCpu(u32Key(id)) ?? []).reduce((a, b) => a + Number(b.readBigUInt64LE(16)), 0);
+  return Number(e.lb.dataplane.serviceCounters(id).newFlows);
 }
 
 interface Snapshot {
