@@ -18,8 +18,10 @@
  *
  * nat6_forward() takes a packet to a nat service's IPv6 VIP, nat6_reply() a packet from a NAT
  * backend's IPv6 address (nat_filter hit on lb_fold6(saddr)) that is not to a service; each
- * returns an XDP verdict and sets *reason. p->l4 points behind any extension headers, whose
- * bytes are neither read nor changed here: the L4 checksum does not cover them.
+ * returns an XDP verdict and sets *reason. The caller (balance6() in balancer.bpf.c) has checked
+ * the version and that the payload length fits the frame, and walked the extension headers:
+ * p->l4 points behind them, and their bytes are neither read nor changed here (the L4 checksum
+ * does not cover them). The L4 header's bounds are checked here.
  */
 #ifndef LB_NAT6_H
 #define LB_NAT6_H
@@ -192,9 +194,9 @@ static __always_inline int nat6_xmit(struct xdp_md *ctx, const struct lb_pkt6 *p
 }
 
 /*
- * A packet to a nat service's IPv6 VIP: translate toward a backend, record the connection. The
- * caller has parsed the IPv6 header and skipped the extension headers; the L4 bounds are
- * checked here. Inlined, like nat_forward(), to keep the verifier's stack chain short.
+ * A packet to a nat service's IPv6 VIP: translate toward a backend, record the connection.
+ * ICMPv6 about a NAT flow (packet-too-big) is left to the kernel, as nat_forward() does.
+ * Inlined, like nat_forward(), to keep the verifier's stack chain short.
  */
 static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_service *svc,
 					const struct lb_pkt6 *p, void *end, __u32 *reason)
@@ -359,7 +361,7 @@ static __always_inline int nat6_reply(struct xdp_md *ctx, const struct lb_pkt6 *
 	__u8 st;
 
 	*reason = LB_R_PASS_NOT_NAT;
-	if ((void *)(ip6 + 1) > end || (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > end)
+	if ((void *)(ip6 + 1) > end)
 		return XDP_PASS;
 	if (nat_l4(p->proto, p->l4, end, &l) < 0)
 		return XDP_PASS;
