@@ -15,6 +15,10 @@
  * of a connection carry the same state and last-seen time: the direction that changes them writes
  * both, and only when the state changes or LB_NAT_TOUCH_NS have passed, so that most packets of
  * an established connection only read the table.
+ *
+ * NAT66 (nat6.h) behaves the same on its own table and shares the helpers here that do not
+ * depend on the address family: nat_l4, nat_next_state, nat_timed_out, nat_no_route, nat_egress,
+ * nat_sent_reason, nat_count.
  */
 #ifndef LB_NAT_H
 #define LB_NAT_H
