@@ -185,7 +185,6 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 		*reason = LB_R_DROP_NO_BACKEND;
 		return XDP_DROP;
 	}
-	count(&service_stats, svc->id, end - data, is_new);
 	count(&backend_stats, be_id, end - data, is_new);
 
 	switch (svc->mode) {

@@ -254,7 +254,6 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 
 			if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 				nat6_touch(e, &key, st, now);
-			nat_count(&service_stats, svc->id, bytes, 0);
 			nat_count(&backend_stats, be_id, bytes, 0);
 			return nat6_xmit(ctx, p, &l, e->saddr, e->daddr, e->sport, e->dport, 0, reason);
 		}
@@ -338,7 +337,6 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 		*reason = LB_R_DROP_NAT_TABLE_FULL;
 		return XDP_DROP;
 	}
-	nat_count(&service_stats, svc->id, bytes, 1);
 	nat_count(&backend_stats, be_id, bytes, 1);
 	return nat6_xmit(ctx, p, &l, rk.daddr, rk.saddr, rk.dport, rk.sport, 0, reason);
 }

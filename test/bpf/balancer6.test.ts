@@ -419,7 +419,7 @@ t.test('per-service and per-backend counters move with each IPv6 packet', async 
   const id = svcId(f);
   const be = ringBackend(f);
   const read = () => ({
-    svc: sumCounters(lb.maps.service_stats.lookupPerCpu(u32Key(id)) ?? []),
+    svc: lb.dataplane.serviceCounters(id),
     be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(be)) ?? []),
   });
   const a = read();

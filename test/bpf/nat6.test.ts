@@ -205,7 +205,7 @@ function age(fwd: NatKey, sec: number): void {
 
 function stats(f: Flow, backendId: number) {
   return {
-    svc: sumCounters(lb.maps.service_stats.lookupPerCpu(u32Key(svcId(f))) ?? []),
+    svc: lb.dataplane.serviceCounters(svcId(f)),
     be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(backendId)) ?? []),
   };
 }
