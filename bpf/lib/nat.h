@@ -15,6 +15,10 @@
  * of a connection carry the same state and last-seen time: the direction that changes them writes
  * both, and only when the state changes or LB_NAT_TOUCH_NS have passed, so that most packets of
  * an established connection only read the table.
+ *
+ * NAT66 (nat6.h) behaves the same on its own table and shares the helpers here that do not
+ * depend on the address family: nat_l4, nat_next_state, nat_timed_out, nat_no_route, nat_egress,
+ * nat_sent_reason, nat_count.
  */
 #ifndef LB_NAT_H
 #define LB_NAT_H
@@ -58,10 +62,10 @@ struct nat_l4 {
 	__u8 udp;
 };
 
-/* 0 and *l filled for TCP/UDP with a complete header, -1 otherwise. */
-static __always_inline int nat_l4(struct iphdr *iph, void *l4, void *end, struct nat_l4 *l)
+/* 0 and *l filled for TCP/UDP (proto) with a complete header at l4, -1 otherwise. Both families. */
+static __always_inline int nat_l4(__u8 proto, void *l4, void *end, struct nat_l4 *l)
 {
-	if (iph->protocol == IPPROTO_TCP) {
+	if (proto == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 
 		if ((void *)(th + 1) > end || th->doff < 5)
@@ -72,7 +76,7 @@ static __always_inline int nat_l4(struct iphdr *iph, void *l4, void *end, struct
 		l->udp = 0;
 		return 0;
 	}
-	if (iph->protocol == IPPROTO_UDP) {
+	if (proto == IPPROTO_UDP) {
 		struct udphdr *uh = l4;
 
 		if ((void *)(uh + 1) > end)
@@ -96,11 +100,17 @@ static __always_inline int nat_filter_hit(__be32 saddr)
 	return w && (*w & (1ULL << (bit & 63)));
 }
 
-/* Signed, because another CPU may have stamped a coarse time slightly ahead of ours. */
+/* Signed, because another CPU may have stamped a coarse time slightly ahead of ours. Both families. */
+static __always_inline int nat_timed_out(__u8 state, __u64 last_seen, const struct lb_nat_cfg *cfg,
+					 __u64 now)
+{
+	return (__s64)(now - last_seen) > (__s64)cfg->timeout_ns[(state - 1) & 3];
+}
+
 static __always_inline int nat_expired(const struct lb_nat_entry *e, const struct lb_nat_cfg *cfg,
 				       __u64 now)
 {
-	return (__s64)(now - e->last_seen) > (__s64)cfg->timeout_ns[(e->state - 1) & 3];
+	return nat_timed_out(e->state, e->last_seen, cfg, now);
 }
 
 /* The other direction's key: the packet that entry e produces, seen coming back. */
@@ -202,6 +212,49 @@ static __always_inline void nat_count(void *map, __u32 idx, __u64 bytes, int is_
 }
 
 /*
+ * For both families: whether the kernel's next-hop answer (bpf_fib_lookup's rc) leaves a
+ * translated packet nowhere to go; *reason is then set and the packet is dropped.
+ */
+static __always_inline int nat_no_route(int rc, __u32 *reason)
+{
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
+		*reason = LB_R_DROP_NAT_MTU;
+		return 1;
+	}
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
+		*reason = LB_R_DROP_NAT_NO_ROUTE;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * How a routable translated packet leaves (both families): XDP_TX or XDP_REDIRECT when XDP can
+ * send it itself, XDP_PASS when the kernel must (neighbour unresolved, a VLAN tag that would have
+ * to change, egress not in tx_ports).
+ */
+static __always_inline int nat_egress(struct xdp_md *ctx, const struct bpf_fib_lookup *fib, int rc,
+				      int vlan)
+{
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && !(vlan && fib->ifindex != ctx->ingress_ifindex)) {
+		if (fib->ifindex == ctx->ingress_ifindex)
+			return XDP_TX;
+		return bpf_redirect_map(&tx_ports, fib->ifindex, XDP_PASS);
+	}
+	return XDP_PASS;
+}
+
+/* The reason for a translated packet sent with action (nat_egress()); reply: a backend's reply. */
+static __always_inline __u32 nat_sent_reason(int action, int reply)
+{
+	if (action == XDP_PASS)
+		return LB_R_PASS_NAT_KERNEL;
+	if (action == XDP_TX)
+		return reply ? LB_R_TX_NAT_REPLY : LB_R_TX_NAT;
+	return reply ? LB_R_REDIRECT_NAT_REPLY : LB_R_REDIRECT_NAT;
+}
+
+/*
  * Rewrites the packet to the tuple (saddr, daddr, sport, dport), fixes the checksums incrementally
  * and sends it toward daddr. The next hop is looked up first, so a packet that cannot be routed
  * leaves untouched. TTL goes down by one only when XDP sends the packet itself: the kernel
@@ -216,7 +269,7 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct ethhdr *eth, stru
 	__u32 ports = (__u32)sport | ((__u32)dport << 16);
 	__u64 l3, l4;
 	__u16 ttl_word;
-	int rc, action = XDP_PASS;
+	int rc, action;
 
 	fib.family = AF_INET;
 	fib.tos = iph->tos;
@@ -228,20 +281,9 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct ethhdr *eth, stru
 	fib.ipv4_dst = daddr;
 	fib.ifindex = ctx->ingress_ifindex;
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED) {
-		*reason = LB_R_DROP_NAT_MTU;
+	if (nat_no_route(rc, reason))
 		return XDP_DROP;
-	}
-	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) {
-		*reason = LB_R_DROP_NAT_NO_ROUTE;
-		return XDP_DROP;
-	}
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS && !(vlan && fib.ifindex != ctx->ingress_ifindex)) {
-		if (fib.ifindex == ctx->ingress_ifindex)
-			action = XDP_TX;
-		else
-			action = bpf_redirect_map(&tx_ports, fib.ifindex, XDP_PASS);
-	}
+	action = nat_egress(ctx, &fib, rc, vlan);
 
 	l3 = csum_diff32(0, iph->saddr, saddr);
 	l3 = csum_diff32(l3, iph->daddr, daddr);
@@ -260,19 +302,14 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct ethhdr *eth, stru
 	l->ports[0] = sport;
 	l->ports[1] = dport;
 
-	if (action == XDP_PASS) {
-		*reason = LB_R_PASS_NAT_KERNEL;
-	} else {
+	if (action != XDP_PASS) {
 		ttl_word = *(__u16 *)&iph->ttl;
 		iph->ttl--;
 		l3 = csum_diff16(l3, ttl_word, *(__u16 *)&iph->ttl);
 		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
 		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-		if (action == XDP_TX)
-			*reason = reply ? LB_R_TX_NAT_REPLY : LB_R_TX_NAT;
-		else
-			*reason = reply ? LB_R_REDIRECT_NAT_REPLY : LB_R_REDIRECT_NAT;
 	}
+	*reason = nat_sent_reason(action, reply);
 	iph->check = csum_apply(iph->check, l3);
 	return action;
 }
@@ -299,7 +336,7 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 	__u64 now;
 	long rc;
 
-	if (nat_l4(iph, iph + 1, end, &l) < 0) {
+	if (nat_l4(iph->protocol, iph + 1, end, &l) < 0) {
 		*reason = LB_R_PASS_NAT_ICMP;
 		return XDP_PASS;
 	}
@@ -445,7 +482,7 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, str
 	if (iph->version != 4 || iph->ihl != 5 || (iph->frag_off & bpf_htons(IP_MF | IP_OFFSET)) ||
 	    (void *)iph + bpf_ntohs(iph->tot_len) > end)
 		return XDP_PASS;
-	if (nat_l4(iph, iph + 1, end, &l) < 0)
+	if (nat_l4(iph->protocol, iph + 1, end, &l) < 0)
 		return XDP_PASS;
 	key.saddr = iph->saddr;
 	key.daddr = iph->daddr;

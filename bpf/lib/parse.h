@@ -89,6 +89,77 @@ static __always_inline int parse_iphdr(struct hdr_cursor *c, void *end, struct i
 	return iph->protocol;
 }
 
+/*
+ * IPv6 extension headers a packet to a VIP may carry before its upper-layer header. RFC 8200's
+ * order allows hop-by-hop, destination options, routing, destination options before a fragment,
+ * AH or ESP header: 4 is the longest chain we forward (a fragment header ends the walk anyway).
+ */
+#ifndef LB_IPV6_MAX_EXT
+#define LB_IPV6_MAX_EXT 4
+#endif
+
+/* What parse_ipv6_ext() returns instead of a protocol when it gives up. */
+enum parse6_err {
+	PARSE6_MALFORMED = -1, /* truncated, longer than the payload, or hop-by-hop not first */
+	PARSE6_EXT_HDR = -2,   /* routing header with segments left, or more than LB_IPV6_MAX_EXT */
+	PARSE6_FRAGMENT = -3,  /* a fragment header */
+};
+
+/*
+ * Walks the extension headers behind an IPv6 header whose payload (room bytes, already checked
+ * against the frame) starts at c->pos. Skips hop-by-hop and destination options, and a routing
+ * header that has no segments left (we are its final destination); anything else is the
+ * upper-layer protocol, returned with c->pos at its header and *used set to the bytes skipped.
+ * The caller checks the upper-layer header against end and against room - *used.
+ */
+static __always_inline int parse_ipv6_ext(struct hdr_cursor *c, void *end, __u8 nexthdr,
+					  __u32 room, __u32 *used)
+{
+	__u32 off = 0;
+
+#pragma unroll
+	for (int i = 0; i < LB_IPV6_MAX_EXT; i++) {
+		struct ipv6_rt_hdr *h = c->pos; /* nexthdr and hdrlen are common to all three */
+		__u32 len;
+
+		switch (nexthdr) {
+		case IPPROTO_HOPOPTS:
+			if (i != 0)
+				return PARSE6_MALFORMED;
+			break;
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_ROUTING:
+			break;
+		case IPPROTO_FRAGMENT:
+			return PARSE6_FRAGMENT;
+		default:
+			*used = off;
+			return nexthdr;
+		}
+		/* Every extension header is at least 8 bytes, and must fit in the payload. */
+		if ((void *)h + 8 > end)
+			return PARSE6_MALFORMED;
+		len = ((__u32)h->hdrlen + 1) * 8;
+		off += len;
+		if (off > room)
+			return PARSE6_MALFORMED;
+		if (nexthdr == IPPROTO_ROUTING && h->segments_left)
+			return PARSE6_EXT_HDR;
+		nexthdr = h->nexthdr;
+		c->pos = (void *)h + len;
+	}
+	switch (nexthdr) {
+	case IPPROTO_FRAGMENT:
+		return PARSE6_FRAGMENT;
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_ROUTING:
+		return PARSE6_EXT_HDR;
+	}
+	*used = off;
+	return nexthdr;
+}
+
 static __always_inline int parse_tcphdr(struct hdr_cursor *c, void *end, struct tcphdr **thp)
 {
 	struct tcphdr *th = c->pos;

@@ -34,9 +34,11 @@ export interface Geometry {
   seed: number;
   /** NAT connection-table entries; two per connection */
   natEntries: number;
+  /** NAT66 connection-table entries (nat6_conns), two per connection; each is 96 bytes of key and value to IPv4's 48 */
+  nat6Entries: number;
 }
 
-export const DEFAULT_GEOMETRY: Geometry = { ringSize: 65537, maxServices: 64, flowBuckets: 1 << 18, seed: 0, natEntries: 1 << 18 };
+export const DEFAULT_GEOMETRY: Geometry = { ringSize: 65537, maxServices: 64, flowBuckets: 1 << 18, seed: 0, natEntries: 1 << 18, nat6Entries: 1 << 16 };
 
 export const MAP_NAMES = [
   'services',
@@ -49,6 +51,7 @@ export const MAP_NAMES = [
   'backend_stats',
   'reasons',
   'nat_conns',
+  'nat6_conns',
   'nat_cfg',
   'nat_filter',
   'tx_ports',
@@ -83,6 +86,7 @@ function checkGeometry(g: Geometry): void {
   }
   if (!Number.isInteger(g.seed) || g.seed < 0 || g.seed > 0xffffffff) bad.push(`seed ${g.seed} is not a u32`);
   if (!Number.isInteger(g.natEntries) || g.natEntries < 2) bad.push(`natEntries ${g.natEntries} < 2`);
+  if (!Number.isInteger(g.nat6Entries) || g.nat6Entries < 2) bad.push(`nat6Entries ${g.nat6Entries} < 2`);
   if (bad.length) throw new LbError('ERR_LB_CONFIG', `bad data-path geometry: ${bad.join('; ')}`);
 }
 
@@ -106,6 +110,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     obj.setMapMaxEntries('rings', geometry.maxServices * chunks);
     obj.setMapMaxEntries('flows', geometry.flowBuckets);
     obj.setMapMaxEntries('nat_conns', geometry.natEntries);
+    obj.setMapMaxEntries('nat6_conns', geometry.nat6Entries);
     // tx_ports stays unpinned: the kernel marks devmaps read-only for programs, and libbpf 1.1
     // then sees a pinned one's flags differ from the definition and refuses to reuse it. Its
     // content (the interfaces attached to) is set again by whoever attaches.

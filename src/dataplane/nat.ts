@@ -1,7 +1,8 @@
 /**
- * NAT mode, control-plane side (the data path is bpf/lib/nat.h): the node-wide settings (full-NAT
- * source addresses, port range, timeouts), the devmap of interfaces translated packets may be
- * redirected to, and the connection table: list it, count it, and sweep it.
+ * NAT mode, control-plane side (the data path is bpf/lib/nat.h, and bpf/lib/nat6.h for NAT66): the
+ * node-wide settings (full-NAT source addresses of both families, port range, timeouts), the
+ * devmap of interfaces translated packets may be redirected to, and the connection tables
+ * (nat_conns for IPv4, nat6_conns for IPv6, same scheme): list them, count them, and sweep them.
  *
  * The data path only ever adds entries; the sweeper deletes them. A connection is two entries
  * (forward and reverse, lb_abi.h), which carry the same state and last-seen time; the sweeper
@@ -10,7 +11,7 @@
  * treats such a pair as absent between sweeps, so the sweep interval only bounds how long a dead
  * connection occupies table space, never how long it lives.
  */
-import { isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
 import { LbError } from '../errors.js';
 import {
   NAT_DIR,
@@ -20,8 +21,11 @@ import {
   PROTO_NAMES,
   natCfg,
   natEntry,
+  nat6Entry,
+  nat6Key,
   natKey,
   u32Key,
+  writeAddr,
   type NatState,
   type Proto,
 } from './abi.js';
@@ -39,7 +43,10 @@ export interface NatTimeouts {
 }
 
 export interface NatSettings {
-  /** full-NAT source addresses (IPv4, the LB's own), at most 4; a connection's is chosen by hash */
+  /**
+   * full-NAT source addresses (the LB's own), IPv4 and IPv6, at most 4 of each family; a
+   * connection's is chosen by hash among those of its family (IPv4 for NAT, IPv6 for NAT66)
+   */
   sources: string[];
   /** full-NAT source ports, inclusive. Keep them out of the kernel's ip_local_port_range when a
    * source is an address the LB's own sockets use (32768-60999 by default on Linux). */
@@ -73,11 +80,15 @@ export const SWEEP_GRACE_NS = 1_000_000_000n;
 
 export function validateNatSettings(s: NatSettings): void {
   const bad: string[] = [];
-  if (s.sources.length > NAT_MAX_SOURCES) bad.push(`sources: ${s.sources.length} given, at most ${NAT_MAX_SOURCES}`);
+  for (const family of [4, 6] as const) {
+    const n = s.sources.filter((a) => isIP(a) === family).length;
+    if (n > NAT_MAX_SOURCES) bad.push(`sources: ${n} IPv${family} addresses given, at most ${NAT_MAX_SOURCES}`);
+  }
   s.sources.forEach((a, i) => {
-    if (!isIPv4(a)) bad.push(`sources[${i}]: ${JSON.stringify(a)} is not an IPv4 address`);
+    if (!isIP(a)) bad.push(`sources[${i}]: ${JSON.stringify(a)} is not an IP address`);
   });
-  if (new Set(s.sources).size !== s.sources.length) bad.push('sources: duplicate address');
+  // The map holds bytes: two spellings of one IPv6 address are one address.
+  if (new Set(s.sources.map(addrBytes)).size !== s.sources.length) bad.push('sources: duplicate address');
   const port = (p: number) => Number.isInteger(p) && p >= 1 && p <= 65535;
   if (!port(s.portMin)) bad.push(`portMin: ${s.portMin} is not a port`);
   if (!port(s.portMax)) bad.push(`portMax: ${s.portMax} is not a port`);
@@ -88,6 +99,18 @@ export function validateNatSettings(s: NatSettings): void {
   if (bad.length) {
     throw new LbError('ERR_LB_CONFIG', `bad NAT settings: ${bad.join('; ')}`, { detail: bad.join('\n') });
   }
+}
+
+function addrBytes(a: string): string {
+  if (!isIP(a)) return `?${a}`;
+  const b = Buffer.alloc(16);
+  writeAddr(b, 0, a);
+  return `${isIP(a)}:${b.toString('hex')}`;
+}
+
+/** The sources of one family, in the order given: source[] or source6[] of lb_nat_cfg. */
+export function sourcesOf(sources: readonly string[], family: 4 | 6): string[] {
+  return sources.filter((a) => isIP(a) === family);
 }
 
 function timeoutNs(t: NatTimeouts): [bigint, bigint, bigint, bigint] {
@@ -109,16 +132,19 @@ export function natBackendFilter(desired: readonly DesiredService[]): BigUint64A
 }
 
 /**
- * Where nat_forward() tries first for a new full-NAT connection: the source address index
- * (h1 mod n) and the first probed port (portMin + h2 reduced into the range). The next probes
- * are the following ports, wrapping inside the range.
+ * Where nat_forward() (nat6_forward() for an IPv6 client) tries first for a new full-NAT
+ * connection: the source address index (h1 mod n, among the sources of the client's family)
+ * and the first probed port (portMin + h2 reduced into the range). The next probes are the
+ * following ports, wrapping inside the range.
  */
 export function fullNatFirstChoice(f: FlowTuple, seed: number, s: Pick<NatSettings, 'sources' | 'portMin' | 'portMax'>): { source: string; port: number } {
   const h = flowHash(f, seed);
-  const n = s.sources.length;
-  if (n === 0) throw new LbError('ERR_LB_USAGE', 'no full-NAT source addresses');
+  const family = isIP(f.client) === 6 ? 6 : 4;
+  const sources = sourcesOf(s.sources, family);
+  const n = sources.length;
+  if (n === 0) throw new LbError('ERR_LB_USAGE', `no full-NAT IPv${family} source addresses`);
   return {
-    source: s.sources[(h.h1 >>> 0) % n] as string,
+    source: sources[(h.h1 >>> 0) % n] as string,
     port: s.portMin + lbReduce(h.h2, s.portMax - s.portMin + 1),
   };
 }
@@ -166,30 +192,50 @@ export interface SweepReport {
   elapsedMs: number;
 }
 
+/** src/bpf's BpfMap reads it in batches; without lookupBatch, one key at a time */
+export type ConnMap = MapHandle & { lookupBatch?(chunk?: number): Iterable<{ keys: Buffer; values: Buffer; count: number }> };
+
 export interface NatMaps {
-  /** src/bpf's BpfMap reads it in batches; without lookupBatch, one key at a time */
-  nat_conns: MapHandle & { lookupBatch?(chunk?: number): Iterable<{ keys: Buffer; values: Buffer; count: number }> };
+  nat_conns: ConnMap;
+  /** NAT66: the same scheme with IPv6 addresses (lb_nat6_key, lb_nat6_entry) */
+  nat6_conns: ConnMap;
   nat_cfg: MapHandle;
   tx_ports: MapHandle;
 }
 
 /**
- * The table as read: keys and values back to back, as the map stores them, with 32-bit views. A
+ * A table as read: keys and values back to back, as the map stores them, with 32-bit views. A
  * sweep of a million entries reads words straight out of these and pairs entries through an
  * open-addressing table of their key hashes, without an object or a string per entry.
+ *
+ * Both maps share one word layout, with an address taking aw words (1 for IPv4, 4 for IPv6):
+ *   key   saddr, daddr, sport | dport << 16, proto | dir << 8                (raw, little-endian loads)
+ *   value saddr, daddr, ports, service_id, backend_id | state << 16 | flags << 24, pad, last_seen lo, hi
  */
 interface Table {
   keys: Buffer;
   values: Buffer;
-  /** key i is k32[4i .. 4i+3]: saddr, daddr, sport | dport << 16, proto | dir << 8 (raw, little-endian loads) */
   k32: Uint32Array;
-  /** value i is v32[8i .. 8i+7]: saddr, daddr, ports, service_id, backend_id | state << 16 | flags << 24, pad, last_seen lo, hi */
   v32: Uint32Array;
   n: number;
+  /** words per address */
+  aw: number;
+  /** words per key / value */
+  kw: number;
+  vw: number;
 }
 
-const KS = 16; // natKey.size
-const VS = 32; // natEntry.size
+interface Family {
+  map: 'nat_conns' | 'nat6_conns';
+  aw: number;
+  key: typeof natKey;
+  entry: typeof natEntry;
+}
+
+const FAMILIES: readonly Family[] = [
+  { map: 'nat_conns', aw: 1, key: natKey, entry: natEntry },
+  { map: 'nat6_conns', aw: 4, key: nat6Key, entry: nat6Entry },
+];
 
 function words(b: Buffer): Uint32Array {
   const a = b.byteOffset % 4 === 0 ? b : Buffer.from(b);
@@ -207,33 +253,51 @@ function mix4(a: number, b: number, c: number, d: number): number {
   return fmix(Math.imul(fmix(Math.imul(fmix(a ^ 0x9e3779b9) ^ b, 0x01000193)) ^ c, 0x01000193) ^ d);
 }
 
+/** An address's words at w[o ..] as one word: the word itself for IPv4, all four mixed for IPv6. */
+const addrWord = (w: Uint32Array, o: number, aw: number): number =>
+  aw === 1 ? (w[o] ?? 0) : mix4(w[o] ?? 0, w[o + 1] ?? 0, w[o + 2] ?? 0, w[o + 3] ?? 0);
+
 const rot16 = (x: number): number => ((x >>> 16) | (x << 16)) >>> 0;
 
-const keyHash = (t: Table, i: number): number => mix4(t.k32[4 * i] ?? 0, t.k32[4 * i + 1] ?? 0, t.k32[4 * i + 2] ?? 0, t.k32[4 * i + 3] ?? 0);
+const keyHash = (t: Table, i: number): number => {
+  const o = t.kw * i;
+  return mix4(addrWord(t.k32, o, t.aw), addrWord(t.k32, o + t.aw, t.aw), t.k32[o + 2 * t.aw] ?? 0, t.k32[o + 2 * t.aw + 1] ?? 0);
+};
 
 /** The hash of entry i's partner key: its value's tuple swapped, the direction flipped (nat_partner_key()). */
-const partnerHash = (t: Table, i: number): number =>
-  mix4(t.v32[8 * i + 1] ?? 0, t.v32[8 * i] ?? 0, rot16(t.v32[8 * i + 2] ?? 0), ((t.k32[4 * i + 3] ?? 0) ^ 0x100) >>> 0);
+const partnerHash = (t: Table, i: number): number => {
+  const v = t.vw * i;
+  return mix4(
+    addrWord(t.v32, v + t.aw, t.aw),
+    addrWord(t.v32, v, t.aw),
+    rot16(t.v32[v + 2 * t.aw] ?? 0),
+    ((t.k32[t.kw * i + 2 * t.aw + 1] ?? 0) ^ 0x100) >>> 0,
+  );
+};
 
 /** Whether entry j's key is entry i's partner key. */
 function isPartnerKey(t: Table, i: number, j: number): boolean {
   const k = t.k32;
   const v = t.v32;
-  return (
-    k[4 * j] === v[8 * i + 1] &&
-    k[4 * j + 1] === v[8 * i] &&
-    k[4 * j + 2] === rot16(v[8 * i + 2] ?? 0) &&
-    k[4 * j + 3] === (((k[4 * i + 3] ?? 0) ^ 0x100) >>> 0)
-  );
+  const aw = t.aw;
+  const kj = t.kw * j;
+  const vi = t.vw * i;
+  for (let w = 0; w < aw; w++) {
+    if (k[kj + w] !== v[vi + aw + w] || k[kj + aw + w] !== v[vi + w]) return false;
+  }
+  return k[kj + 2 * aw] === rot16(v[vi + 2 * aw] ?? 0) && k[kj + 2 * aw + 1] === (((k[t.kw * i + 2 * aw + 1] ?? 0) ^ 0x100) >>> 0);
 }
 
-const dirAt = (t: Table, i: number): number => ((t.k32[4 * i + 3] ?? 0) >>> 8) & 0xff;
-const stateAt = (t: Table, i: number): number => ((t.v32[8 * i + 4] ?? 0) >>> 16) & 0xff;
-const flagsAt = (t: Table, i: number): number => (t.v32[8 * i + 4] ?? 0) >>> 24;
+const dirAt = (t: Table, i: number): number => ((t.k32[t.kw * i + 2 * t.aw + 1] ?? 0) >>> 8) & 0xff;
+const stateAt = (t: Table, i: number): number => ((t.v32[t.vw * i + 2 * t.aw + 2] ?? 0) >>> 16) & 0xff;
+const flagsAt = (t: Table, i: number): number => (t.v32[t.vw * i + 2 * t.aw + 2] ?? 0) >>> 24;
 /** last seen as a Number of ns: exact to 2^53 ns (104 days of uptime), a few ns coarse after, which no timeout notices */
-const seenAt = (t: Table, i: number): number => (t.v32[8 * i + 7] ?? 0) * 4294967296 + (t.v32[8 * i + 6] ?? 0);
-const keyAt = (t: Table, i: number): Buffer => Buffer.from(t.keys.subarray(i * KS, (i + 1) * KS));
-const valueAt = (t: Table, i: number): Buffer => t.values.subarray(i * VS, (i + 1) * VS);
+const seenAt = (t: Table, i: number): number => {
+  const o = t.vw * i + 2 * t.aw + 4;
+  return (t.v32[o + 1] ?? 0) * 4294967296 + (t.v32[o] ?? 0);
+};
+const keyAt = (t: Table, i: number): Buffer => Buffer.from(t.keys.subarray(i * 4 * t.kw, (i + 1) * 4 * t.kw));
+const valueAt = (t: Table, i: number): Buffer => t.values.subarray(i * 4 * t.vw, (i + 1) * 4 * t.vw);
 
 /** CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_coarse_ns() reads (coarse: up to a tick behind). */
 export function monotonicNs(): bigint {
@@ -251,10 +315,10 @@ export class Nat {
     const v = maps.nat_cfg.lookup(u32Key(0));
     const d = v ? natCfg.decode(v) : undefined;
     if (d && d.timeoutNs[0] > 0n) {
-      // A restarted control plane finds the settings the data path runs with.
+      // A restarted control plane finds the settings the data path runs with (IPv4 sources first).
       const sec = (ns: bigint) => Number(ns / 1_000_000n) / 1000;
       this.current = {
-        sources: d.sources,
+        sources: [...d.sources, ...(d.sources6 ?? [])],
         portMin: d.portMin,
         portMax: d.portMax,
         timeouts: { tcpNewSec: sec(d.timeoutNs[0]), tcpEstablishedSec: sec(d.timeoutNs[1]), tcpClosingSec: sec(d.timeoutNs[2]), udpSec: sec(d.timeoutNs[3]) },
@@ -279,7 +343,13 @@ export class Nat {
       timeouts: { ...this.current.timeouts, ...s.timeouts },
     };
     validateNatSettings(next);
-    const buf = natCfg.encode({ sources: next.sources, portMin: next.portMin, portMax: next.portMax, timeoutNs: timeoutNs(next.timeouts) });
+    const buf = natCfg.encode({
+      sources: sourcesOf(next.sources, 4),
+      sources6: sourcesOf(next.sources, 6),
+      portMin: next.portMin,
+      portMax: next.portMax,
+      timeoutNs: timeoutNs(next.timeouts),
+    });
     this.current = next;
     this.timeouts = undefined;
     const cur = this.maps.nat_cfg.lookup(u32Key(0));
@@ -307,9 +377,9 @@ export class Nat {
     return [...this.maps.tx_ports.keys()].map((k) => k.readUInt32LE(0)).sort((a, b) => a - b);
   }
 
-  /** Every entry as the map holds it: batches of a few thousand per system call where possible. */
-  private read(): Table {
-    const m = this.maps.nat_conns;
+  /** Every entry of a family's map as it holds them: batches of a few thousand per system call where possible. */
+  private read(f: Family): Table {
+    const m = this.maps[f.map];
     const ks: Buffer[] = [];
     const vs: Buffer[] = [];
     let n = 0;
@@ -334,7 +404,7 @@ export class Nat {
     }
     const keys = Buffer.concat(ks);
     const values = Buffer.concat(vs);
-    return { keys, values, k32: words(keys), v32: words(values), n };
+    return { keys, values, k32: words(keys), v32: words(values), n, aw: f.aw, kw: f.key.size / 4, vw: f.entry.size / 4 };
   }
 
   private timeoutOf(state: number): number {
@@ -378,79 +448,97 @@ export class Nat {
     return { state: Math.max(stateAt(t, i), stateAt(t, j)), seen: Math.max(seenAt(t, i), seenAt(t, j)) };
   }
 
-  /** Active connections, both directions merged, longest idle first. */
+  /** Active connections of both families, both directions merged, longest idle first. */
   connections(now: bigint = monotonicNs()): NatConnection[] {
-    const t = this.read();
-    const partner = this.pair(t);
     const nowN = Number(now);
     const out: NatConnection[] = [];
-    for (let i = 0; i < t.n; i++) {
-      const j = partner[i] ?? -1;
-      if (j < 0 || dirAt(t, i) !== NAT_DIR.forward) continue;
-      const m = this.merged(t, i, j);
-      const idle = nowN - m.seen;
-      const k = natKey.decode(keyAt(t, i));
-      const v = natEntry.decode(valueAt(t, i));
-      out.push({
-        proto: PROTO_NAMES[k.proto] ?? 'tcp',
-        client: k.saddr,
-        clientPort: k.sport,
-        vip: k.daddr,
-        vipPort: k.dport,
-        backend: v.daddr,
-        backendPort: v.dport,
-        source: v.saddr,
-        sourcePort: v.sport,
-        fullNat: (v.flags & NAT_F_FULL) !== 0,
-        serviceId: v.serviceId,
-        backendId: v.backendId,
-        state: NAT_STATE_NAMES[m.state] ?? 'tcpNew',
-        idleMs: Math.max(0, Math.round(idle / 1e6)),
-        expiresInMs: Math.round((this.timeoutOf(m.state) - idle) / 1e6),
-      });
+    for (const f of FAMILIES) {
+      const t = this.read(f);
+      const partner = this.pair(t);
+      for (let i = 0; i < t.n; i++) {
+        const j = partner[i] ?? -1;
+        if (j < 0 || dirAt(t, i) !== NAT_DIR.forward) continue;
+        const m = this.merged(t, i, j);
+        const idle = nowN - m.seen;
+        const k = f.key.decode(keyAt(t, i));
+        const v = f.entry.decode(valueAt(t, i));
+        out.push({
+          proto: PROTO_NAMES[k.proto] ?? 'tcp',
+          client: k.saddr,
+          clientPort: k.sport,
+          vip: k.daddr,
+          vipPort: k.dport,
+          backend: v.daddr,
+          backendPort: v.dport,
+          source: v.saddr,
+          sourcePort: v.sport,
+          fullNat: (v.flags & NAT_F_FULL) !== 0,
+          serviceId: v.serviceId,
+          backendId: v.backendId,
+          state: NAT_STATE_NAMES[m.state] ?? 'tcpNew',
+          idleMs: Math.max(0, Math.round(idle / 1e6)),
+          expiresInMs: Math.round((this.timeoutOf(m.state) - idle) / 1e6),
+        });
+      }
     }
     return out.sort((a, b) => b.idleMs - a.idleMs);
   }
 
+  /** Both tables together. */
   count(now: bigint = monotonicNs()): NatCount {
-    const t = this.read();
-    const partner = this.pair(t);
     const nowN = Number(now);
     const byState: Record<NatState, number> = { tcpNew: 0, tcpEstablished: 0, tcpClosing: 0, udp: 0 };
     let connections = 0;
+    let entries = 0;
     let orphans = 0;
     let expired = 0;
     let fullNat = 0;
-    for (let i = 0; i < t.n; i++) {
-      const j = partner[i] ?? -1;
-      if (j < 0) {
-        orphans++;
-        continue;
+    for (const f of FAMILIES) {
+      const t = this.read(f);
+      const partner = this.pair(t);
+      entries += t.n;
+      for (let i = 0; i < t.n; i++) {
+        const j = partner[i] ?? -1;
+        if (j < 0) {
+          orphans++;
+          continue;
+        }
+        if (dirAt(t, i) !== NAT_DIR.forward) continue;
+        connections++;
+        const m = this.merged(t, i, j);
+        const name = NAT_STATE_NAMES[m.state];
+        if (name) byState[name]++;
+        if (nowN - m.seen > this.timeoutOf(m.state)) expired++;
+        if (flagsAt(t, i) & NAT_F_FULL) fullNat++;
       }
-      if (dirAt(t, i) !== NAT_DIR.forward) continue;
-      connections++;
-      const m = this.merged(t, i, j);
-      const name = NAT_STATE_NAMES[m.state];
-      if (name) byState[name]++;
-      if (nowN - m.seen > this.timeoutOf(m.state)) expired++;
-      if (flagsAt(t, i) & NAT_F_FULL) fullNat++;
     }
-    return { connections, entries: t.n, orphans, fullNat, byState, expired };
+    return { connections, entries, orphans, fullNat, byState, expired };
   }
 
   /**
    * Deletes connections idle past their state's timeout (plus SWEEP_GRACE_NS), forward entries
    * whose reverse half is gone, and reverse entries left without a forward one for longer than
-   * ORPHAN_GRACE_NS. A forward entry is read again right before its delete and kept if the data
-   * path rebuilt it meanwhile (a new connection on the same tuple).
+   * ORPHAN_GRACE_NS, in both tables. A forward entry is read again right before its delete and
+   * kept if the data path rebuilt it meanwhile (a new connection on the same tuple).
    */
   sweep(now: bigint = monotonicNs()): SweepReport {
     const started = Date.now();
-    const t = this.read();
+    const r = { connections: 0, orphans: 0, remaining: 0 };
+    for (const f of FAMILIES) {
+      const one = this.sweepTable(f, now);
+      r.connections += one.connections;
+      r.orphans += one.orphans;
+      r.remaining += one.remaining;
+    }
+    return { ...r, elapsedMs: Date.now() - started };
+  }
+
+  private sweepTable(f: Family, now: bigint): Omit<SweepReport, 'elapsedMs'> {
+    const t = this.read(f);
     const partner = this.pair(t);
     const nowN = Number(now);
     const grace = Number(SWEEP_GRACE_NS);
-    const m = this.maps.nat_conns;
+    const m = this.maps[f.map];
     let connections = 0;
     let lone = 0;
     let deleted = 0;
@@ -482,7 +570,7 @@ export class Nat {
         lone++;
       }
     }
-    return { connections, orphans: lone, remaining: t.n - deleted, elapsedMs: Date.now() - started };
+    return { connections, orphans: lone, remaining: t.n - deleted };
   }
 
   /** Sweeps every intervalMs until stop(); the timer does not keep the process alive. */

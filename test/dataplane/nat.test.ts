@@ -6,8 +6,10 @@
  * has the data path build them.
  */
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { removePinDir } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
-import { NAT_DIR, NAT_F_FULL, NAT_STATE, natCfg, natEntry, natKey, u32Key, type NatEntry, type NatKey } from '../../src/dataplane/abi.js';
+import { NAT_DIR, NAT_F_FULL, NAT_STATE, nat6Entry, nat6Key, natCfg, natEntry, natKey, u32Key, type NatEntry, type NatKey } from '../../src/dataplane/abi.js';
 import { DEFAULT_NAT_SETTINGS, Nat, ORPHAN_GRACE_NS, SWEEP_GRACE_NS, monotonicNs, natBackendFilter } from '../../src/dataplane/nat.js';
 import { vipFilterBit } from '../../src/dataplane/hash.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
@@ -22,6 +24,7 @@ t.teardown(() => lb?.close());
 
 function clearTable(): void {
   for (const k of [...lb.maps.nat_conns.keys()]) lb.maps.nat_conns.delete(k);
+  for (const k of [...lb.maps.nat6_conns.keys()]) lb.maps.nat6_conns.delete(k);
 }
 
 /** Writes a connection's two entries as nat_forward() would. */
@@ -54,8 +57,8 @@ t.test('settings: defaults on a fresh load, validated, written only when changed
   const again = new Nat(lb.maps);
   t.same(again.settings(), { sources: ['10.9.0.1'], portMin: 20000, portMax: 20999, timeouts: { ...DEFAULT_NAT_SETTINGS.timeouts, udpSec: 60 } }, 'read back from the map');
   t.throws(
-    () => lb.nat.configure({ sources: ['10.9.0.1', 'nope', '10.9.0.1', '1.1.1.1', '2.2.2.2'], portMin: 0, portMax: 70000, timeouts: { tcpClosingSec: 0 } }),
-    { code: 'ERR_LB_CONFIG', message: /sources: 5 given.*sources\[1\].*duplicate.*portMin: 0.*portMax: 70000.*tcpClosingSec/ },
+    () => lb.nat.configure({ sources: ['10.9.0.1', 'nope', '10.9.0.1', '1.1.1.1', '2.2.2.2', '3.3.3.3'], portMin: 0, portMax: 70000, timeouts: { tcpClosingSec: 0 } }),
+    { code: 'ERR_LB_CONFIG', message: /sources: 5 IPv4 addresses given.*sources\[1\].*duplicate.*portMin: 0.*portMax: 70000.*tcpClosingSec/ },
     'every violation listed',
   );
   t.throws(() => lb.nat.configure({ portMin: 3000, portMax: 2000 }), { code: 'ERR_LB_CONFIG', message: /portMax 2000 < portMin 3000/ });
@@ -236,4 +239,137 @@ t.test('the periodic sweeper runs in the background and stops', async (t) => {
   t.notOk(has(c.fwd), 'swept within a few intervals');
   t.ok(results.length >= 1 && !(results[0] instanceof Error), 'reported its result');
   t.throws(() => lb.nat.startSweeper(10), { code: 'ERR_LB_USAGE' });
+});
+
+// ---- NAT66: nat6_conns beside nat_conns ----------------------------------------------------------
+
+/** Writes a NAT66 connection's two entries into nat6_conns as nat6_forward() would. */
+function conn6(o: { client: string; cport: number; vip?: string; backend?: string; src?: string; sport?: number; state: number; age: bigint; proto?: number; now: bigint; backendId?: number }): { fwd: NatKey; rev: NatKey } {
+  const vip = o.vip ?? 'fd00:1::1';
+  const backend = o.backend ?? 'fd02::11';
+  const src = o.src ?? o.client;
+  const sport = o.sport ?? o.cport;
+  const proto = o.proto ?? 6;
+  const base: Omit<NatEntry, 'saddr' | 'daddr' | 'sport' | 'dport'> = {
+    serviceId: 1, backendId: o.backendId ?? 9, state: o.state, flags: o.src ? NAT_F_FULL : 0, lastSeen: o.now - o.age,
+  };
+  const fwd: NatKey = { saddr: o.client, daddr: vip, sport: o.cport, dport: 80, proto, dir: NAT_DIR.forward };
+  const rev: NatKey = { saddr: backend, daddr: src, sport: 8080, dport: sport, proto, dir: NAT_DIR.reverse };
+  lb.maps.nat6_conns.update(nat6Key.encode(fwd), nat6Entry.encode({ ...base, saddr: src, daddr: backend, sport, dport: 8080 }));
+  lb.maps.nat6_conns.update(nat6Key.encode(rev), nat6Entry.encode({ ...base, saddr: vip, daddr: o.client, sport: 80, dport: o.cport }));
+  return { fwd, rev };
+}
+
+function has6(k: NatKey): boolean {
+  return lb.maps.nat6_conns.lookup(nat6Key.encode(k)) !== undefined;
+}
+
+t.test('NAT66 settings: IPv4 and IPv6 sources (4 of each), written to source and source6, read back', async (t) => {
+  t.teardown(() => lb.nat.configure({ ...DEFAULT_NAT_SETTINGS, timeouts: { ...DEFAULT_NAT_SETTINGS.timeouts } }));
+  const mixed = ['10.9.0.1', 'fd09::1', '10.9.0.2', 'fd09::100', '10.9.0.3', 'fd09::1:0', '10.9.0.4', 'fd09::ffff'];
+  t.equal(lb.nat.configure({ sources: mixed }), true);
+  const cfg = natCfg.decode(lb.maps.nat_cfg.lookup(u32Key(0))!);
+  t.same(cfg.sources, ['10.9.0.1', '10.9.0.2', '10.9.0.3', '10.9.0.4'], 'source[]: the IPv4 ones, in order');
+  t.same(cfg.sources6, ['fd09::1', 'fd09::100', 'fd09::1:0', 'fd09::ffff'], 'source6[]: the IPv6 ones, in order');
+  const raw = lb.maps.nat_cfg.lookup(u32Key(0))!;
+  t.equal(raw.readUInt32LE(16), 4, 'n_sources');
+  t.equal(raw.readUInt32LE(120), 4, 'n_sources6');
+  t.equal(raw.subarray(56, 72).toString('hex'), 'fd090000000000000000000000000001', 'source6[0] in network order');
+  t.same(new Nat(lb.maps).settings().sources, ['10.9.0.1', '10.9.0.2', '10.9.0.3', '10.9.0.4', 'fd09::1', 'fd09::100', 'fd09::1:0', 'fd09::ffff'], 'a restarted control plane reads both back (IPv4 first)');
+  t.equal(lb.nat.configure({ sources: ['fd09::1'] }), true, 'IPv6 only');
+  t.same(natCfg.decode(lb.maps.nat_cfg.lookup(u32Key(0))!).sources, [], 'no IPv4 source left');
+  t.equal(lb.maps.nat_cfg.lookup(u32Key(0))!.readUInt32LE(120), 1, 'one IPv6 source');
+  t.throws(
+    () => lb.nat.configure({ sources: ['fd09::1', 'fd09::2', 'fd09::3', 'fd09::4', 'fd09::5'] }),
+    { code: 'ERR_LB_CONFIG', message: /sources: 5 IPv6 addresses given, at most 4/ },
+    'five IPv6 sources refused',
+  );
+  t.throws(() => lb.nat.configure({ sources: ['fd09::1', 'fd09:0:0::1'] }), { code: 'ERR_LB_CONFIG', message: /duplicate address/ }, 'two spellings of one IPv6 address are a duplicate');
+  t.same(natCfg.decode(lb.maps.nat_cfg.lookup(u32Key(0))!).sources6, ['fd09::1'], 'a rejected change changed nothing');
+});
+
+t.test('nat6Entries sizes nat6_conns; a pinned nat6_conns of another size is refused as nat_conns is', async (t) => {
+  t.equal(lb.maps.nat6_conns.maxEntries, 1 << 16, 'default: 65536 entries');
+  const pinDir = `/sys/fs/bpf/xdplb-test-${randomBytes(3).toString('hex')}`;
+  t.teardown(() => removePinDir(pinDir));
+  const geo = { ringSize: 251, maxServices: 8, flowBuckets: 64, natEntries: 1024 };
+  const first = loadBalancer({ ...geo, nat6Entries: 512, pinDir });
+  t.equal(first.maps.nat6_conns.maxEntries, 512, 'set before load');
+  const k = nat6Key.encode({ saddr: 'fd01::1', daddr: 'fd00:1::1', sport: 1, dport: 80, proto: 6, dir: NAT_DIR.forward });
+  first.maps.nat6_conns.update(k, nat6Entry.encode({ saddr: 'fd01::1', daddr: 'fd02::11', sport: 1, dport: 8080, serviceId: 0, backendId: 1, state: 1, flags: 0, lastSeen: 1n }));
+  first.close();
+  const again = loadBalancer({ ...geo, nat6Entries: 512, pinDir });
+  t.ok(again.maps.nat6_conns.lookup(k), 'the pinned table is reused, with its entries');
+  again.close();
+  const err = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return e as { code?: string; hint?: string };
+    }
+    return undefined;
+  };
+  const e6 = err(() => loadBalancer({ ...geo, nat6Entries: 1024, pinDir }).close());
+  const e4 = err(() => loadBalancer({ ...geo, natEntries: 2048, nat6Entries: 512, pinDir }).close());
+  t.match(e6, { code: 'ERR_LB_BPF_LOAD', hint: /another type, size or flags/ }, 'nat6_conns of another size: refused');
+  t.same({ code: e6?.code, hint: e6?.hint }, { code: e4?.code, hint: e4?.hint }, 'with the same error as a nat_conns size change');
+  t.throws(() => loadBalancer({ ...geo, nat6Entries: 1 }), { code: 'ERR_LB_CONFIG', message: /nat6Entries 1 < 2/ });
+});
+
+t.test('NAT66 connections are listed and counted beside IPv4 ones, with IPv6 addresses as strings', async (t) => {
+  clearTable();
+  const now = monotonicNs();
+  conn({ client: '192.0.2.1', cport: 40000, state: NAT_STATE.tcpEstablished, age: 5n * S, now });
+  conn6({ client: '2001:db8::1', cport: 40001, state: NAT_STATE.tcpEstablished, age: 3n * S, now, backendId: 11 });
+  conn6({ client: '2001:db8::2', cport: 40002, src: 'fd09::1', sport: 20002, state: NAT_STATE.tcpNew, age: 1n * S, now, backendId: 11 });
+  conn6({ client: '2001:db8::3', cport: 53, proto: 17, state: NAT_STATE.udp, age: 40n * S, now, backendId: 12 });
+  const list = lb.nat.connections(now);
+  t.equal(list.length, 4, 'one IPv4 and three IPv6 connections');
+  t.match(list.find((x) => x.clientPort === 40001), {
+    proto: 'tcp', client: '2001:db8::1', vip: 'fd00:1::1', vipPort: 80, backend: 'fd02::11', backendPort: 8080,
+    source: '2001:db8::1', sourcePort: 40001, fullNat: false, state: 'tcpEstablished', idleMs: 3000, expiresInMs: 297000, backendId: 11,
+  });
+  t.match(list.find((x) => x.clientPort === 40002), { fullNat: true, source: 'fd09::1', sourcePort: 20002, state: 'tcpNew' });
+  t.match(list.find((x) => x.clientPort === 53), { proto: 'udp', client: '2001:db8::3', expiresInMs: -10000 });
+  t.same(list.map((x) => x.idleMs), [40000, 5000, 3000, 1000], 'both families in one list, longest idle first');
+  // What `lbctl list` counts per backend (src/daemon: one per connection by backendId).
+  const perBackend = new Map<number, number>();
+  for (const c of list) perBackend.set(c.backendId, (perBackend.get(c.backendId) ?? 0) + 1);
+  t.same([...perBackend.entries()].sort(), [[11, 2], [12, 1], [7, 1]], 'NAT66 connections count for their backends');
+  t.same(lb.nat.count(now), {
+    connections: 4, entries: 8, orphans: 0, fullNat: 1, expired: 1,
+    byState: { tcpNew: 1, tcpEstablished: 2, tcpClosing: 0, udp: 1 },
+  }, 'count() covers both tables');
+});
+
+t.test('sweep covers nat6_conns: idle NAT66 pairs go together, live ones and young orphans stay', async (t) => {
+  clearTable();
+  const now = monotonicNs();
+  const past = (sec: bigint) => sec * S + SWEEP_GRACE_NS + S;
+  const keep6 = [
+    conn6({ client: 'fd01::1', cport: 1, state: NAT_STATE.tcpEstablished, age: 299n * S, now }),
+    conn6({ client: 'fd01::2', cport: 2, state: NAT_STATE.udp, age: 29n * S, now, proto: 17 }),
+  ];
+  const gone6 = [
+    conn6({ client: 'fd01::11', cport: 11, state: NAT_STATE.tcpClosing, age: past(10n), now }),
+    conn6({ client: 'fd01::12', cport: 12, state: NAT_STATE.tcpNew, age: past(30n), now, src: 'fd09::1', sport: 20012 }),
+  ];
+  const gone4 = conn({ client: '192.0.2.11', cport: 11, state: NAT_STATE.udp, age: past(30n), now, proto: 17 });
+  // Two NAT66 pairs that differ only in the last address word: the pairing must use all 128 bits.
+  const twinA = conn6({ client: 'fd01::21', cport: 21, state: NAT_STATE.tcpEstablished, age: 1n * S, now });
+  const twinB = conn6({ client: 'fd01::1:21', cport: 21, state: NAT_STATE.tcpEstablished, age: past(300n), now });
+  const young = conn6({ client: 'fd01::31', cport: 31, state: NAT_STATE.tcpNew, age: 0n, now });
+  lb.maps.nat6_conns.delete(nat6Key.encode(young.fwd));
+  const old = conn6({ client: 'fd01::32', cport: 32, state: NAT_STATE.tcpNew, age: ORPHAN_GRACE_NS + S, now });
+  lb.maps.nat6_conns.delete(nat6Key.encode(old.fwd));
+
+  t.match(lb.nat.count(now), { connections: 7, orphans: 2 });
+  const r = lb.nat.sweep(now);
+  t.equal(r.connections, 4, 'three NAT66 pairs and one IPv4 pair deleted');
+  t.equal(r.orphans, 1, 'the old lone NAT66 reverse entry deleted');
+  t.equal(r.remaining, 2 * 3 + 1, 'left: three live NAT66 pairs and the young reverse entry');
+  for (const c of [...keep6, twinA]) t.ok(has6(c.fwd) && has6(c.rev), `kept ${c.fwd.saddr}`);
+  for (const c of [...gone6, twinB]) t.ok(!has6(c.fwd) && !has6(c.rev), `deleted ${c.fwd.saddr} (both entries)`);
+  t.ok(!has(gone4.fwd) && !has(gone4.rev), 'the IPv4 pair too');
+  t.ok(has6(young.rev) && !has6(old.rev), 'young orphan kept, old one gone');
 });
