@@ -6,7 +6,7 @@
  *
  * NAT needs the program on the nat segment's interface too (the backends' replies arrive there),
  * both interfaces in tx_ports (a client's packet leaves by eth1, a reply by eth0: XDP_REDIRECT),
- * the LB's own address as the full-NAT source, and the connection-table sweeper.
+ * the LB's own addresses (IPv4 and IPv6) as the full-NAT sources, and the connection-table sweeper.
  *
  * IPv6: a service's backends are addressed in the family topology.backendFamilyOf() gives (an
  * IPv6 VIP's by their IPv6 twins; 10.200.100.5's too: 4in6), tunnels to IPv6 backends leave from the
@@ -57,7 +57,7 @@ export function labServices(lab: Lab): DesiredService[] {
 }
 
 export function startLabBalancer(lab: Lab, opts: LabBalancerOptions = {}): LabBalancer {
-  const lb = loadBalancer({ maxServices: 16, flowBuckets: 1 << 14, natEntries: 1 << 14 });
+  const lb = loadBalancer({ maxServices: 16, flowBuckets: 1 << 14, natEntries: 1 << 14, nat6Entries: 1 << 14 });
   const services = labServices(lab);
   const mode = opts.xdpMode ?? 'native';
   const interfaces = [lab.lb.ifname, ...(lab.lb.natIf ? [lab.lb.natIf.ifname] : [])];
@@ -73,7 +73,8 @@ export function startLabBalancer(lab: Lab, opts: LabBalancerOptions = {}): LabBa
     }
   };
   try {
-    lb.nat.configure({ sources: [lab.lb.addr], ...opts.nat });
+    // Full NAT's sources: the LB's address of each family (NAT66 takes the IPv6 one).
+    lb.nat.configure({ sources: [lab.lb.addr, lab.lb.addr6], ...opts.nat });
     // The devmap takes ifindexes of the namespace its writer is in.
     inNetns(lab.lb.ns, () => lb.nat.setTxPorts(interfaces.map((i) => ifIndex(i))));
     lb.dataplane.apply(services);

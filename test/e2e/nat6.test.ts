@@ -82,7 +82,8 @@ t.test("the backends' kernels count no checksum errors", async (t) => {
 
 t.test('the NAT66 connections are in the table, with the LB\'s IPv6 address for full NAT66', async (t) => {
   const conns = bal.lb.nat.connections().filter((c) => c.vip.includes(':'));
-  t.ok(conns.length >= 780, `${conns.length} IPv6 connections tracked (600 TCP + 180 UDP)`);
+  // A client port the kernel hands out twice makes two UDP queries one connection.
+  t.ok(conns.length >= 770 && conns.length <= 780, `${conns.length} IPv6 connections tracked (600 TCP + up to 180 UDP)`);
   const full = conns.filter((c) => c.fullNat);
   t.ok(full.length >= 390 && full.every((c) => c.source === lab.lb.addr6), 'full-NAT66 connections use the LB\'s IPv6 address');
 });
