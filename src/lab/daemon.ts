@@ -17,11 +17,11 @@ import { REPO_ROOT, processAlive, type Lab } from './lab.js';
 import { backendFamilyOf, isIpv4Only, serviceSegment } from './topology.js';
 
 /**
- * Whether the daemon's config takes IPv6 services (VIPs, backends, 4in6). Until it does, the lab's
- * config, summary and the demo carry the IPv4 services only; the IPv6 ones run through
- * startLabBalancer() (test/e2e/dsr6, nat6).
+ * Whether the daemon's config takes IPv6 services (VIPs, backends, 4in6); it does since the config
+ * learnt IPv6 (docs/config.md#ipv6). False would give the lab's config, summary and the demo the
+ * IPv4 services only (the IPv6 ones still run through startLabBalancer(): test/e2e/dsr6, nat6).
  */
-export const DAEMON_TAKES_IPV6 = false;
+export const DAEMON_TAKES_IPV6 = true;
 
 export const LBCTL_JS = join(REPO_ROOT, 'dist/cli/main.js');
 
