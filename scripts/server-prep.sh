@@ -17,6 +17,7 @@
 #    the request came in on; 2 is stricter and also fine) and arp_announce=2 (use the best local
 #    address of the outgoing interface as ARP source, never the VIP), on `all` and on every real
 #    interface. The kernel uses max(all, dev) for both, so `all` alone would do; dev is belt and braces.
+#    Set when an add has an IPv4 VIP, restored when no IPv4 VIP is left.
 #  - rp_filter: the kernel uses max(all, dev); 1 (strict) drops a packet whose source is not routed
 #    back out of the interface it arrived on; 2 (loose) only wants the source routable at all.
 #      l2dsr: the packet arrives on the real interface with the client's source, which is routed back
@@ -42,7 +43,8 @@
 #  - ipip: the kernel's fallback tunnel devices when it has them: tunl0 (ipip driver, IPv4 outer)
 #    and ip6tnl0 (ip6_tunnel driver, IPv6 outer, IPv4 or IPv6 inside). Which outer family the LB uses
 #    follows the backend address in its config, which this host cannot know, so both are brought up.
-#    A kernel with neither gets the XDP decap program, which strips IPv4 and IPv6 outer headers.
+#    A kernel with only one of them gets a note that the other family's tunnels are not decapsulated;
+#    a kernel with neither gets the XDP decap program, which strips IPv4 and IPv6 outer headers.
 #
 # State: `add` writes, before each change, what it is about to change (previous sysctl values, which
 # VIPs it adds, links it brings up, XDP programs it attaches) to STATE_DIR/<netns>.state, so `remove`
