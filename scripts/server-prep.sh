@@ -17,6 +17,7 @@
 #    the request came in on; 2 is stricter and also fine) and arp_announce=2 (use the best local
 #    address of the outgoing interface as ARP source, never the VIP), on `all` and on every real
 #    interface. The kernel uses max(all, dev) for both, so `all` alone would do; dev is belt and braces.
+#    Set when an add has an IPv4 VIP, restored when no IPv4 VIP is left.
 #  - rp_filter: the kernel uses max(all, dev); 1 (strict) drops a packet whose source is not routed
 #    back out of the interface it arrived on; 2 (loose) only wants the source routable at all.
 #      l2dsr: the packet arrives on the real interface with the client's source, which is routed back
@@ -27,10 +28,23 @@
 #        them wherever an interface relies on `all`).
 #      ipip with the XDP decap program: the outer header is stripped before the stack sees the packet,
 #        which then looks like l2dsr (real interface, client source): nothing is relaxed.
-#  - IPv6 VIPs (basic support, l2dsr only): the /128 on lo is enough, since neighbour discovery only
-#    answers for addresses on the interface the solicitation came in on (no arp_ignore equivalent
-#    needed). IPv6 over ipip would need the sit driver (sit0, IPv6-in-IPv4, proto 41) or ip6tnl
-#    (ip6tnl0, for an IPv6 outer header) and a decap program that handles those; rejected for now.
+#      ipip with ip6tnl0 (IPv6 outer header: 6in6, 4in6): an IPv4 VIP reached 4in6 arrives on
+#        ip6tnl0 just as on tunl0, so ip6tnl0 and `all` get the same treatment (only when an IPv4 VIP
+#        is added in ipip mode). rp_filter does not exist for IPv6: a 6in6 packet needs nothing.
+#  - IPv6 VIPs: the /128 on lo (nodad: lo does no duplicate address detection anyway, and a
+#    tentative VIP would not accept connections), and nothing else. Linux's neighbour discovery
+#    needs no arp_ignore/arp_announce equivalent: ndisc_recv_ns() looks the target up with
+#    ipv6_get_ifaddr(net, target, dev, strict=1), so a solicitation is answered only for addresses of
+#    the interface it came in on (or proxied ones: `check` reports a proxy entry for a VIP); and
+#    ndisc_solicit() takes the packet's source as the solicitation's source only when
+#    ipv6_chk_addr_and_flags(..., dev, skip_dev_check=false, strict=1) finds it on the outgoing
+#    interface, so a reply from the VIP never makes the VIP a solicitation's source.
+#    test/serverprep proves both in namespaces.
+#  - ipip: the kernel's fallback tunnel devices when it has them: tunl0 (ipip driver, IPv4 outer)
+#    and ip6tnl0 (ip6_tunnel driver, IPv6 outer, IPv4 or IPv6 inside). Which outer family the LB uses
+#    follows the backend address in its config, which this host cannot know, so both are brought up.
+#    A kernel with only one of them gets a note that the other family's tunnels are not decapsulated;
+#    a kernel with neither gets the XDP decap program, which strips IPv4 and IPv6 outer headers.
 #
 # State: `add` writes, before each change, what it is about to change (previous sysctl values, which
 # VIPs it adds, links it brings up, XDP programs it attaches) to STATE_DIR/<netns>.state, so `remove`
@@ -45,16 +59,16 @@ usage: server-prep.sh add|remove|check --vip ADDR [--vip ADDR ...] --mode l2dsr|
 
 Prepares this host as a real server (backend) for xdplb's direct server return.
   add     put each VIP on lo (/32 or /128); arp_ignore=1, arp_announce=2 on all and on each
-          real interface; for ipip also bring tunl0 up (rp_filter not strict on tunl0 and all),
-          or, if the kernel has no ipip driver, attach the XDP decap program to each real
-          interface. Records what it changes; running it again changes nothing.
+          real interface; for ipip also bring tunl0 and ip6tnl0 up (rp_filter not strict on them
+          and all), or, if the kernel has neither the ipip nor the ip6_tunnel driver, attach the
+          XDP decap program to each real interface. Records what it changes; running it again changes nothing.
   remove  undo what add did for these VIPs (a VIP that was on lo before add stays); when no
           VIP is left, restore every sysctl add changed and detach/unset what it attached.
   check   report each requirement as ok or missing (exit 0 all ok, 1 something missing)
 
 options:
   --vip ADDR        IPv4 or IPv6 address (a /32 or /128 suffix is accepted); repeatable
-  --mode MODE       l2dsr or ipip (IPv6 VIPs: l2dsr only); optional for remove
+  --mode MODE       l2dsr or ipip; optional for remove
   --dev IFACE       real interface to configure; repeatable
                     (default: every interface that is up, not lo, not NOARP, Ethernet-like)
   --persist         add: also write $XDPLB_SYSCTL_DIR/60-xdplb-server-prep.conf, install this
@@ -340,11 +354,6 @@ sp_parse() {
 	if [[ -z $MODE && $ACTION != remove && ${errs[*]} != *"--mode "* ]]; then
 		errs+=("--mode l2dsr|ipip is required")
 	fi
-	if [[ $MODE == ipip ]]; then
-		for v in "${!VIPS[@]}"; do
-			[[ ${VIP_FAMILY[v]} == 6 ]] && errs+=("--vip ${VIPS[v]%/*}: IPv6 VIPs support only --mode l2dsr for now")
-		done
-	fi
 	((PERSIST)) && [[ $ACTION != add ]] && errs+=("--persist is only for add (remove deletes what add --persist wrote)")
 	if [[ $STATE_DIR == *[$'\n\t']* ]]; then errs+=("--state-dir: no tabs or newlines, please"); fi
 	if [[ -n $DECAP_OBJ ]]; then
@@ -435,6 +444,16 @@ sp_xdp_info() { # DEV -> XI_ID, XI_NAME, XI_MODE (empty when no XDP program)
 
 sp_has_tunl0() {
 	ip link show dev tunl0 >/dev/null 2>&1
+}
+
+sp_has_ip6tnl0() {
+	ip link show dev ip6tnl0 >/dev/null 2>&1
+}
+
+sp_has_v4_vip() { # is any VIP of this run IPv4? (4in6 then needs ip6tnl0's rp_filter relaxed)
+	local f
+	for f in "${VIP_FAMILY[@]}"; do [[ $f == 4 ]] && return 0; done
+	return 1
 }
 
 sp_decap_candidates() {
@@ -622,7 +641,12 @@ sp_ensure_vip() { # addr/plen mode
 		ST_VOWN[$vip]=added
 		ST_VMODE[$vip]=$mode
 		sp_state_save
-		ip "$fam" addr add "$vip" dev lo || sp_die "cannot add $vip to lo"
+		if [[ $fam == -6 ]]; then
+			# nodad: never tentative, not even for the instant before lo's (skipped) DAD.
+			ip -6 addr add "$vip" dev lo nodad || sp_die "cannot add $vip to lo"
+		else
+			ip -4 addr add "$vip" dev lo || sp_die "cannot add $vip to lo"
+		fi
 		sp_changed "added $vip on lo"
 	fi
 	if [[ ${ST_VMODE[$vip]} != "$mode" ]]; then
@@ -663,7 +687,7 @@ sp_ensure_decap() { # DEV OBJ
 
 sp_add() {
 	local -a devs
-	local dev vip i obj="" cand tried="" ipip_via="" others
+	local dev vip i obj="" cand tried="" ipip_via="" others relax_all=0
 	mapfile -t devs < <(sp_real_devs)
 	((${#devs[@]})) || sp_die "no real interface is up (and none given with --dev)"
 
@@ -675,11 +699,14 @@ sp_add() {
 		fi
 	done
 	if [[ $MODE == ipip ]]; then
-		# Kernels built with modules create tunl0 (in every namespace unless
-		# net.core.fb_tunnels_only_for_init_net says otherwise) when ipip loads.
-		if command -v modprobe >/dev/null 2>&1; then modprobe -q ipip >/dev/null 2>&1 || true; fi
-		if sp_has_tunl0; then
-			ipip_via=tunl0
+		# Kernels built with modules create tunl0 and ip6tnl0 (in every namespace unless
+		# net.core.fb_tunnels_only_for_init_net says otherwise) when ipip and ip6_tunnel load.
+		if command -v modprobe >/dev/null 2>&1; then
+			modprobe -q ipip >/dev/null 2>&1 || true
+			modprobe -q ip6_tunnel >/dev/null 2>&1 || true
+		fi
+		if sp_has_tunl0 || sp_has_ip6tnl0; then
+			ipip_via=kernel
 		else
 			ipip_via=xdp
 			while IFS= read -r cand; do
@@ -689,7 +716,7 @@ sp_add() {
 					break
 				fi
 			done < <(sp_decap_candidates)
-			[[ -n $obj ]] || sp_die "this kernel has no ipip driver (no tunl0, even after modprobe ipip) and no XDP decap object was found (tried: $tried); build it with 'make bpf' or pass --decap-obj PATH"
+			[[ -n $obj ]] || sp_die "this kernel has no ipip or ip6_tunnel driver (no tunl0 or ip6tnl0, even after modprobe) and no XDP decap object was found (tried: $tried); build it with 'make bpf' or pass --decap-obj PATH"
 			for dev in "${devs[@]}"; do
 				sp_xdp_info "$dev"
 				if [[ -n $XI_ID && ${ST_XID[$dev]:-} != "$XI_ID" && $XI_NAME != xdp_decap ]]; then
@@ -705,14 +732,31 @@ sp_add() {
 
 	sp_ensure_up lo
 	for vip in "${VIPS[@]}"; do sp_ensure_vip "$vip" "$MODE"; done
-	for dev in all "${devs[@]}"; do
-		sp_ensure_sysctl "$dev" arp_ignore arp '^[12]$' 1
-		sp_ensure_sysctl "$dev" arp_announce arp '^2$' 2
-	done
-	if [[ $ipip_via == tunl0 ]]; then
-		sp_ensure_up tunl0
-		sp_ensure_sysctl tunl0 rp_filter ipip '^[02]$' 0
-		sp_ensure_sysctl all rp_filter ipip '^[02]$' 2
+	# ARP is IPv4's: an add of IPv6 VIPs only leaves the ARP sysctls alone (see the top).
+	if sp_has_v4_vip; then
+		for dev in all "${devs[@]}"; do
+			sp_ensure_sysctl "$dev" arp_ignore arp '^[12]$' 1
+			sp_ensure_sysctl "$dev" arp_announce arp '^2$' 2
+		done
+	fi
+	if [[ $ipip_via == kernel ]]; then
+		if sp_has_tunl0; then
+			sp_ensure_up tunl0
+			sp_ensure_sysctl tunl0 rp_filter ipip '^[02]$' 0
+			relax_all=1
+		else
+			sp_note "no tunl0 (no ipip driver): tunnels with an IPv4 outer header are not decapsulated here"
+		fi
+		if sp_has_ip6tnl0; then
+			sp_ensure_up ip6tnl0
+			if sp_has_v4_vip; then
+				sp_ensure_sysctl ip6tnl0 rp_filter ipip '^[02]$' 0
+				relax_all=1
+			fi
+		else
+			sp_note "no ip6tnl0 (no ip6_tunnel driver): tunnels with an IPv6 outer header (6in6, 4in6) are not decapsulated here"
+		fi
+		((relax_all == 0)) || sp_ensure_sysctl all rp_filter ipip '^[02]$' 2
 	elif [[ $ipip_via == xdp ]]; then
 		for dev in "${devs[@]}"; do sp_ensure_decap "$dev" "$obj"; done
 	fi
@@ -780,6 +824,7 @@ sp_restore_xdp() {
 
 sp_remove() {
 	local vip fam left_ipip=0 v
+	local -a left_v4=()
 	if [[ ! -f $STATE_FILE ]]; then
 		sp_note "no record of an add in this network namespace ($STATE_FILE): nothing to undo"
 		sp_report remove "nothing to remove"
@@ -810,12 +855,17 @@ sp_remove() {
 		sp_restore_xdp
 		sp_restore_group ipip
 		sp_restore_up tunl0
+		sp_restore_up ip6tnl0
 	fi
-	if ((${#ST_VIPS[@]})); then
-		sp_note "kept the ARP sysctls: still needed by ${ST_VIPS[*]}"
-		((ST_PERSIST)) && sp_persist_write
+	for v in "${ST_VIPS[@]}"; do [[ $v == *:* ]] || left_v4+=("$v"); done
+	if ((${#left_v4[@]})); then
+		sp_note "kept the ARP sysctls: still needed by ${left_v4[*]}"
 	else
 		sp_restore_group arp
+	fi
+	if ((${#ST_VIPS[@]})); then
+		((ST_PERSIST)) && sp_persist_write
+	else
 		sp_restore_up lo
 		((ST_PERSIST)) && sp_persist_delete
 		rm -f -- "$STATE_FILE"
@@ -883,7 +933,7 @@ sp_persist_write() {
 	local -a args
 	sp_persist_paths
 	conf="# Written by xdplb server-prep add --persist; server-prep remove deletes it."$'\n'
-	conf+="# ARP settings for direct server return (and rp_filter for an ipip tunl0)."
+	conf+="# ARP settings for direct server return (and rp_filter for ipip's tunl0/ip6tnl0)."
 	for key in "${ST_SYS[@]}"; do
 		dev=${key%/*}
 		knob=${key#*/}
@@ -970,7 +1020,7 @@ sp_check_sysctl() { # DEV KNOB OK_REGEX WANT
 
 sp_check() {
 	local -a devs
-	local vip dev others cur i n_bad=0 sep=""
+	local vip dev others cur i n_bad=0 sep="" line proxied relax_all=0
 	CK_NAME=()
 	CK_OK=()
 	CK_DETAIL=()
@@ -978,7 +1028,12 @@ sp_check() {
 	if sp_link_up lo; then sp_check_add "lo up" 1 "up"; else sp_check_add "lo up" 0 "lo is down"; fi
 	for vip in "${VIPS[@]}"; do
 		if sp_vip_on_lo "$vip"; then
-			sp_check_add "vip $vip on lo" 1 "present"
+			line=$(ip -o -6 addr show dev lo to "$vip" 2>/dev/null || true)
+			if [[ $vip == *:* && ($line == *tentative* || $line == *dadfailed*) ]]; then
+				sp_check_add "vip $vip on lo" 0 "present but tentative or dadfailed (add it with nodad)"
+			else
+				sp_check_add "vip $vip on lo" 1 "present"
+			fi
 		else
 			sp_check_add "vip $vip on lo" 0 "not on lo"
 		fi
@@ -986,22 +1041,46 @@ sp_check() {
 		if [[ -n $others ]]; then
 			sp_check_add "vip $vip only on lo" 0 "also on ${others% } (that interface would answer ARP/ND for it)"
 		fi
+		if [[ $vip == *:* ]]; then
+			# The one way neighbour discovery answers for an address that is not on the interface.
+			proxied=""
+			while IFS= read -r line; do
+				[[ $line =~ \ dev\ ([^ ]+) ]] && proxied+="${BASH_REMATCH[1]} "
+			done < <(ip -6 neigh show proxy to "${vip%/*}" 2>/dev/null)
+			if [[ -n $proxied ]]; then
+				sp_check_add "vip $vip not ND-proxied" 0 "proxy entry on ${proxied% }: this host answers neighbour solicitations for it"
+			else
+				sp_check_add "vip $vip not ND-proxied" 1 "no proxy entry"
+			fi
+		fi
 	done
 	((${#devs[@]})) || sp_check_add "real interfaces" 0 "no interface is up (other than lo)"
-	for dev in all "${devs[@]}"; do
-		sp_check_sysctl "$dev" arp_ignore '^[12]$' "1 (or 2)"
-		sp_check_sysctl "$dev" arp_announce '^2$' 2
-	done
+	if sp_has_v4_vip; then
+		for dev in all "${devs[@]}"; do
+			sp_check_sysctl "$dev" arp_ignore '^[12]$' "1 (or 2)"
+			sp_check_sysctl "$dev" arp_announce '^2$' 2
+		done
+	fi
 	if [[ $MODE == ipip ]]; then
-		if sp_has_tunl0; then
-			if sp_link_up tunl0; then sp_check_add "tunl0 up" 1 "up"; else sp_check_add "tunl0 up" 0 "tunl0 is down"; fi
-			sp_check_sysctl tunl0 rp_filter '^[02]$' "0 (not 1: strict drops decapsulated packets)"
-			sp_check_sysctl all rp_filter '^[02]$' "2 or 0 (not 1: strict drops decapsulated packets)"
+		if sp_has_tunl0 || sp_has_ip6tnl0; then
+			if sp_has_tunl0; then
+				if sp_link_up tunl0; then sp_check_add "tunl0 up" 1 "up"; else sp_check_add "tunl0 up" 0 "tunl0 is down"; fi
+				sp_check_sysctl tunl0 rp_filter '^[02]$' "0 (not 1: strict drops decapsulated packets)"
+				relax_all=1
+			fi
+			if sp_has_ip6tnl0; then
+				if sp_link_up ip6tnl0; then sp_check_add "ip6tnl0 up" 1 "up"; else sp_check_add "ip6tnl0 up" 0 "ip6tnl0 is down"; fi
+				if sp_has_v4_vip; then
+					sp_check_sysctl ip6tnl0 rp_filter '^[02]$' "0 (not 1: strict drops 4in6-decapsulated packets)"
+					relax_all=1
+				fi
+			fi
+			((relax_all == 0)) || sp_check_sysctl all rp_filter '^[02]$' "2 or 0 (not 1: strict drops decapsulated packets)"
 		else
 			for dev in "${devs[@]}"; do
 				sp_xdp_info "$dev"
 				if [[ -z $XI_ID ]]; then
-					sp_check_add "xdp decap on $dev" 0 "no tunl0 (no ipip driver) and no XDP program on $dev"
+					sp_check_add "xdp decap on $dev" 0 "no tunl0 or ip6tnl0 (no ipip or ip6_tunnel driver) and no XDP program on $dev"
 				elif [[ ${ST_XID[$dev]:-} == "$XI_ID" ]]; then
 					sp_check_add "xdp decap on $dev" 1 "prog id $XI_ID ($XI_NAME), attached by add"
 				elif [[ $XI_NAME == xdp_decap ]]; then

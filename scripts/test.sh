@@ -28,7 +28,7 @@ if ((fail > 0)); then
 fi
 
 # Every namespace a test makes carries one of these prefixes; none may survive the run.
-left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(xfx|xe2e|xlt|xsp|xbind|xdm|xhl|xll|xhc|xssh|xnat|xvg)-' || true)
+left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(xfx|xe2e|xlt|xsp|xsp6|xe6|xn6|xbind|xdm|xhl|xll|xhc|xssh|xnat|xvg|xh6)-' || true)
 if [[ -n $left ]]; then
 	echo
 	echo "!!!!!!!!!! LEFTOVER namespaces after the tests (removing them now): $left"

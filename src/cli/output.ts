@@ -24,9 +24,13 @@ export function human(n: number): string {
   return `${v.toFixed(v < 10 ? 1 : 0)}${units[u]}`;
 }
 
+/** `addr:port`, IPv6 as `[addr]:port` (RFC 3986), as everywhere lbctl prints or reads one. */
+export function hostPort(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
 function backendAddr(svc: ServiceView, b: BackendView): string {
-  const a = b.address.includes(':') ? `[${b.address}]` : b.address;
-  return `${a}:${b.port ?? svc.port}`;
+  return hostPort(b.address, b.port ?? svc.port);
 }
 
 function healthCell(b: BackendView): string {
@@ -42,11 +46,10 @@ export function formatServices(services: ServiceView[], opts: { stats?: boolean;
   if (opts.rate) head.push('PPS', 'BPS', 'NewFlows/s');
   const rows: string[][] = [head, ['  -> RemoteAddress:Port']];
   for (const s of services) {
-    const vip = s.vip.includes(':') ? `[${s.vip}]` : s.vip;
     const flows = s.backends.reduce((a, b) => a + b.flows.active, 0);
     const row = [
       s.proto.toUpperCase(),
-      `${vip}:${s.port}`,
+      hostPort(s.vip, s.port),
       s.mode + (s.hashSourceOnly ? ' sh' : ''),
       '',
       `${s.usableBackends}/${s.backends.length} up`,

@@ -47,6 +47,9 @@ const SPECIAL: [string, BlockList][] = [
   ['broadcast', blockList([['255.255.255.255', 32]], [])],
 ];
 const V4_MAPPED = blockList([], [['::ffff:0:0', 96]]);
+// IPv6 link-local only: it needs a zone to mean anything, and the data path has none. (IPv4's
+// 169.254/16 has been accepted all along and stays so.)
+const LINK_LOCAL6 = blockList([], [['fe80::', 10]]);
 
 /** An address a service can use: a VIP, a backend or a source address. */
 export function checkUnicastIp(s: string): Checked<Ip> {
@@ -57,8 +60,14 @@ export function checkUnicastIp(s: string): Checked<Ip> {
   if (family === 6 && V4_MAPPED.check(address, 'ipv6')) {
     return { error: `${JSON.stringify(s)} is an IPv4-mapped IPv6 address`, hint: 'write the IPv4 address itself' };
   }
+  if (family === 6 && LINK_LOCAL6.check(address, 'ipv6')) {
+    return {
+      error: `${JSON.stringify(s)} is a link-local address`,
+      hint: 'a VIP, backend or source needs a global (or unique local, fc00::/7) IPv6 address',
+    };
+  }
   for (const [what, list] of SPECIAL) {
-    if (list.check(address, type)) return { error: `${JSON.stringify(s)} is a ${what} address` };
+    if (list.check(address, type)) return { error: `${JSON.stringify(s)} is ${/^[aeiou]/.test(what) ? 'an' : 'a'} ${what} address` };
   }
   return r;
 }

@@ -7,6 +7,7 @@
  * Leaf checks return our own messages (with the value that was written); the generic zod issues
  * are worded in violations.ts. Unknown keys are refused at every level, with a did-you-mean.
  */
+import { isIP } from 'node:net';
 import { posix } from 'node:path';
 import { z } from 'zod';
 import { isPrime } from '../maglev/prime.js';
@@ -128,6 +129,29 @@ function familyIp(family: 4 | 6) {
     return { value: r.value.address };
   });
 }
+
+/** The data path holds at most this many full-NAT sources of each family (lb_nat_cfg). */
+export const NAT_SOURCES_PER_FAMILY = 4;
+
+/** Full-NAT sources: either family, at most NAT_SOURCES_PER_FAMILY of each, no address twice. */
+const natSources = z
+  .array(unicastIp)
+  .min(1)
+  .check(
+    z.superRefine((addrs: string[], ctx) => {
+      addrs.forEach((a, i) => {
+        const first = addrs.indexOf(a);
+        if (first < i) ctx.addIssue({ code: 'custom', path: [i], input: a, message: `${a} is already sources[${first}]` });
+      });
+      for (const family of [4, 6] as const) {
+        const n = addrs.filter((a) => isIP(a) === family).length;
+        if (n > NAT_SOURCES_PER_FAMILY) {
+          const hint = `the data path has ${NAT_SOURCES_PER_FAMILY} source slots per family`;
+          ctx.addIssue({ code: 'custom', input: addrs, message: `${n} IPv${family} addresses, at most ${NAT_SOURCES_PER_FAMILY} per family`, params: { hint } });
+        }
+      }
+    }),
+  );
 
 // ---------- health-check layer ----------
 
@@ -400,10 +424,11 @@ export const NodeSchema = strictObject(
     }),
     nat: withDefault(
       strictObject('node.nat', {
-        sources: optional(z.array(familyIp(4)).min(1).max(4)),
+        sources: optional(natSources),
         portMin: withDefault(int(1024, 65535), 10000),
         portMax: withDefault(int(1024, 65535), 32767),
         entries: withDefault(int(1024, 1 << 24), 262144),
+        entries6: withDefault(int(1024, 1 << 24), 65536),
         sweepInterval: withDefault(duration, 5000),
         timeouts: withDefault(
           strictObject('node.nat.timeouts', {
@@ -419,6 +444,7 @@ export const NodeSchema = strictObject(
         portMin: 10000,
         portMax: 32767,
         entries: 262144,
+        entries6: 65536,
         sweepInterval: 5000,
         timeouts: { tcpNew: 30_000, tcpEstablished: 300_000, tcpClosing: 10_000, udp: 30_000 },
       },

@@ -101,7 +101,10 @@ export interface NodeSettings {
   seed: number;
   /** a flow not seen for this long stops counting as active (list, drain --wait, metrics) */
   flowIdleTimeoutMs: number;
-  /** outer source for ipip, source for full NAT; default: the first address of the first interface */
+  /**
+   * outer source for ipip (ipv4 for IPv4 backends, ipv6 for IPv6 backends) and the default full-NAT
+   * source; default: the first interface's first address (IPv6: its first global one)
+   */
   sourceAddress?: { ipv4?: string; ipv6?: string };
   api: { socket: string };
   /** Prometheus endpoint; absent = off */
@@ -109,12 +112,17 @@ export interface NodeSettings {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
   /** NAT mode (bpf/lib/nat.h, src/dataplane/nat.ts) */
   nat: {
-    /** full-NAT source addresses (the LB's own, IPv4); default: sourceAddress.ipv4 or the first interface's */
+    /**
+     * full-NAT source addresses (the LB's own), either family, at most 4 of each. Per family, when
+     * the list has none of it: sourceAddress.ipv4/ipv6, else the first interface's address.
+     */
     sources?: string[];
     portMin: number;
     portMax: number;
     /** connection-table entries (two per connection); fixed for the life of the pins */
     entries: number;
+    /** the same for IPv6 connections (their own table, nat6_conns) */
+    entries6: number;
     sweepIntervalMs: number;
     timeoutsMs: { tcpNew: number; tcpEstablished: number; tcpClosing: number; udp: number };
   };

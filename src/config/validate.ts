@@ -153,6 +153,7 @@ function normalizeNode(n: RawNode): NodeSettings {
       portMin: n.nat.portMin,
       portMax: n.nat.portMax,
       entries: n.nat.entries,
+      entries6: n.nat.entries6,
       sweepIntervalMs: n.nat.sweepInterval,
       timeoutsMs: { tcpNew: n.nat.timeouts.tcpNew, tcpEstablished: n.nat.timeouts.tcpEstablished, tcpClosing: n.nat.timeouts.tcpClosing, udp: n.nat.timeouts.udp },
     },
@@ -184,13 +185,8 @@ function checkService(raw: unknown, i: number, defaults: Defaults, v: Violation[
   const backends = rawBackends.map((rb, j) => run(BackendSchema, rb, `${path}.backends[${j}]`, v));
   if (s === undefined) return undefined;
 
-  const vipFamily = isIP(s.vip);
   if (s.fullNat && s.mode !== 'nat') {
     v.push(violation(`${path}.fullNat`, `fullNat is for mode nat, not ${s.mode}`, 'DSR modes keep the client address by design'));
-  }
-  if (s.mode === 'ipip' && vipFamily === 6) {
-    const message = `${s.vip} is IPv6 but mode ipip is IPv4-in-IPv4 only for now`;
-    v.push(violation(`${path}.vip`, message, 'use mode l2dsr for IPv6 services'));
   }
 
   // A broken layer was reported already; merging without it would only add noise.
@@ -252,16 +248,15 @@ function checkBackend(
   if (b.address === s.vip) {
     v.push(violation(`${path}.address`, `${b.address} is the service's VIP`, 'a backend is a real server behind the VIP'));
   }
-  if (family !== vipFamily) {
-    if (s.mode === 'ipip') {
-      // An IPv6 VIP is already reported at the service.
-      if (vipFamily === 4) {
-        v.push(violation(`${path}.address`, `IPv6 backend ${b.address} behind an ipip service is not supported yet`));
-      }
-    } else {
-      const message = `${b.address} is IPv${family} but the VIP ${s.vip} is IPv${vipFamily}`;
-      v.push(violation(`${path}.address`, message, `mode ${s.mode} keeps the VIP's address family`));
-    }
+  // ipip may carry an IPv4 VIP to an IPv6 backend (IPv4-in-IPv6, as Katran does); the other way
+  // round the backend would need an IPv6 VIP inside IPv4, which nobody decapsulates.
+  if (family !== vipFamily && !(s.mode === 'ipip' && vipFamily === 4)) {
+    const message = `${b.address} is IPv${family} but the VIP ${s.vip} is IPv${vipFamily}`;
+    const hint =
+      s.mode === 'ipip'
+        ? 'mode ipip sends an IPv6 VIP to IPv6 backends only (an IPv4 VIP may go to either family)'
+        : `mode ${s.mode} keeps the VIP's address family`;
+    v.push(violation(`${path}.address`, message, hint));
   }
   if (b.port !== undefined && s.mode !== 'nat') {
     const message = `mode ${s.mode} cannot translate ports: the backend gets the VIP's port ${s.port}`;

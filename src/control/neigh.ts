@@ -1,10 +1,12 @@
 /**
  * Next-hop MACs for l2dsr backends that the config gives by address only. The kernel already
- * does ARP: we read its neighbour table, and when an entry is missing we provoke resolution with
- * one datagram to the discard port (the reply, if any, does not matter) and look again.
+ * does ARP and IPv6 neighbour discovery: we read its neighbour tables (`ip -4 neigh`, `ip -6
+ * neigh`), and when an entry is missing we provoke resolution with one datagram to the discard
+ * port (the reply, if any, does not matter: sending it makes the kernel ask) and look again.
  */
 import { createSocket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
+import { canonicalIpv6 } from '../config/addr.js';
 import { run } from '../lab/exec.js';
 
 interface NeighEntry {
@@ -24,7 +26,8 @@ export async function neighbourTable(): Promise<Map<string, string>> {
     if (r.status !== 0 || !r.stdout.trim()) continue;
     for (const e of JSON.parse(r.stdout) as NeighEntry[]) {
       if (!e.lladdr || !(e.state ?? []).some((s) => USABLE.has(s))) continue;
-      out.set(e.dst, e.lladdr.toLowerCase());
+      // the config holds IPv6 in RFC 5952 form; iproute2's inet_ntop agrees, but a lookup must not depend on it
+      out.set(isIPv6(e.dst) ? canonicalIpv6(e.dst) : e.dst, e.lladdr.toLowerCase());
     }
   }
   return out;
@@ -37,6 +40,7 @@ function poke(address: string): Promise<void> {
       sock.close();
       resolve();
     });
+    // the callback comes once the kernel took the datagram (queued behind resolution) or refused it
     sock.send(Buffer.alloc(0), 9, address, () => {
       sock.close();
       resolve();

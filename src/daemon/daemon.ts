@@ -8,7 +8,6 @@
  * hold, counts backends that were in a ring as up until their checks say otherwise, and only then
  * swaps in its own program (an atomic replace). Same config in, zero map writes out.
  */
-import { isIPv4 } from 'node:net';
 import { attachXdp, detachXdp, ensurePinDir, ifIndex, queryXdp, removePinDir } from '../bpf/index.js';
 import { ConfigFile, findBackend, findService } from '../config/index.js';
 import { serviceKeyString, type Backend, type Config, type Service } from '../config/types.js';
@@ -20,9 +19,9 @@ import { countFlows, purgeFlows, type FlowCount } from '../dataplane/flows.js';
 import { loadBalancer, type LoadedBalancer } from '../dataplane/loader.js';
 import { LbError } from '../errors.js';
 import { HealthMonitor, type HealthTarget, type HealthTransition } from '../health/index.js';
-import { run } from '../lab/exec.js';
 import { prepareBackends, type HostOutcome } from '../serverprep/index.js';
 import type { Logger } from './logger.js';
+import { natSources, resolveSources, type Sources } from './source.js';
 import { VERSION } from '../version.js';
 
 /** The flow clock's period: flows' last-seen stamps and node.flowIdleTimeout are in these ticks. */
@@ -121,7 +120,9 @@ export class Daemon {
   private readonly adopted: { services: number; backends: number };
   private macs = new Map<string, string>();
   private clock: number;
-  private src4: string;
+  /** the ctl sources in force, and the addresses picked from the interface so far (kept once picked) */
+  private src: Sources;
+  private readonly picked: { 4?: string; 6?: string };
   private attached: string[] = [];
   private lastApply?: StatusView['lastApply'];
   private timers: NodeJS.Timeout[] = [];
@@ -134,11 +135,12 @@ export class Daemon {
   private prepRunning?: Promise<void>;
   private stopping = false;
 
-  private constructor(opts: DaemonOptions, cfgFile: ConfigFile, lb: LoadedBalancer, src4: string) {
+  private constructor(opts: DaemonOptions, cfgFile: ConfigFile, lb: LoadedBalancer, picked: { 4?: string; 6?: string }, src: Sources) {
     this.cfgFile = cfgFile;
     this.log = opts.log;
     this.lb = lb;
-    this.src4 = src4;
+    this.picked = picked;
+    this.src = src;
     const ctl = lb.maps.ctl.lookup(u32Key(0));
     this.clock = ctl ? ctlValue.decode(ctl).clock || 1 : 1;
     this.adopted = lb.dataplane.adopt();
@@ -153,38 +155,42 @@ export class Daemon {
     const log = opts.log.child({ component: 'daemon' });
     const cfgFile = ConfigFile.load(opts.configPath);
     const node = cfgFile.config.node;
+    // before anything is loaded: a config that needs a source address the host lacks fails here
+    const picked: { 4?: string; 6?: string } = {};
+    const src = resolveSources(cfgFile.config, picked);
     ensurePinDir(node.bpffs);
     let lb: LoadedBalancer;
     try {
-      lb = loadBalancer({
+      const geometry = {
         ringSize: node.ringSize,
         maxServices: node.maxServices,
         flowBuckets: node.flowBuckets,
         seed: node.seed,
         natEntries: node.nat.entries,
+        nat6Entries: node.nat.entries6,
         pinDir: node.bpffs,
         ...(opts.objectPath ? { objectPath: opts.objectPath } : {}),
-      });
+      };
+      lb = loadBalancer(geometry);
     } catch (e) {
       if (e instanceof LbError && /reuse|pin/i.test(`${e.message} ${e.detail ?? ''}`)) {
         throw new LbError('ERR_LB_BPF_PIN', `the maps pinned in ${node.bpffs} do not match this config's table sizes`, {
           cause: e,
-          hint: 'table sizes (ringSize, maxServices, flowBuckets) cannot change on a running data path: `lbctl stop --detach` removes it (traffic stops), then start again',
+          hint: 'table sizes (ringSize, maxServices, flowBuckets, nat.entries, nat.entries6) cannot change on a running data path: `lbctl stop --detach` removes it (traffic stops), then start again',
         });
       }
       throw e;
     }
     let d: Daemon;
     try {
-      const src4 = node.sourceAddress?.ipv4 ?? (await firstAddress(node.interfaces[0] ?? ''));
-      d = new Daemon(opts, cfgFile, lb, src4);
+      d = new Daemon(opts, cfgFile, lb, picked, src);
       await d.init();
     } catch (e) {
       lb.close();
       throw e;
     }
     log.info(
-      { config: opts.configPath, bpffs: node.bpffs, interfaces: node.interfaces, adopted: d.adopted, version: VERSION },
+      { config: opts.configPath, bpffs: node.bpffs, interfaces: node.interfaces, sources: d.src, adopted: d.adopted, version: VERSION },
       d.adopted.services ? 'started: adopted the pinned data path' : 'started: fresh data path',
     );
     return d;
@@ -270,7 +276,7 @@ export class Daemon {
     const t = n.timeoutsMs;
     const sec = (ms: number): number => Math.max(1, Math.ceil(ms / 1000));
     this.lb.nat.configure({
-      sources: n.sources ?? [this.src4],
+      sources: natSources(this.config, this.src),
       portMin: n.portMin,
       portMax: n.portMax,
       timeouts: { tcpNewSec: sec(t.tcpNew), tcpEstablishedSec: sec(t.tcpEstablished), tcpClosingSec: sec(t.tcpClosing), udpSec: sec(t.udp) },
@@ -306,7 +312,7 @@ export class Daemon {
   reconcile(reason: string): ApplyReport {
     const desired = desiredServices(this.config, this.inputs());
     const report = this.lb.dataplane.apply(desired);
-    this.lb.dataplane.setCtl({ src4: this.src4, clock: this.clock });
+    this.lb.dataplane.setCtl({ ...this.src, clock: this.clock });
     const writes = Object.values(report.writes).reduce((a, b) => a + b, 0);
     this.lastApply = { at: new Date().toISOString(), reason, writes: report.writes, ringsBuilt: report.ringsBuilt };
     this.log.child({ component: 'reconcile' })[writes ? 'info' : 'debug'](
@@ -376,7 +382,7 @@ export class Daemon {
 
   private tick(): void {
     this.clock = (this.clock % 0xffff) + 1;
-    this.lb.dataplane.setCtl({ src4: this.src4, clock: this.clock });
+    this.lb.dataplane.setCtl({ ...this.src, clock: this.clock });
   }
 
   private readCounters(): Sample {
@@ -589,13 +595,17 @@ export class Daemon {
     const b = next.config.node;
     const fixed: string[] = (['bpffs', 'ringSize', 'maxServices', 'flowBuckets', 'seed'] as const).filter((k) => a[k] !== b[k]);
     if (a.nat.entries !== b.nat.entries) fixed.push('nat.entries');
+    if (a.nat.entries6 !== b.nat.entries6) fixed.push('nat.entries6');
     if (fixed.length) {
       throw new LbError('ERR_LB_CONFIG', `node.${fixed.join(', node.')} cannot change on a running data path`, {
         hint: 'restart the daemon for these: `lbctl stop --detach`, then start it with the new config',
       });
     }
+    // refused before the file is written when it needs a source address the host lacks
+    const src = resolveSources(next.config, this.picked);
     next.save();
     this.cfgFile = next;
+    this.src = src;
     if (a.xdpMode !== b.xdpMode || a.interfaces.join() !== b.interfaces.join()) this.attachAll();
     this.configureNat();
     void this.health.set(this.healthTargets()).catch((e: unknown) => this.log.error({ component: 'health', err: e }, 'health targets not applied'));
@@ -714,18 +724,6 @@ export type EditOp =
   | { op: 'backend-add'; service: string; raw: object }
   | { op: 'backend-set'; service: string; address: string; patch: object }
   | { op: 'backend-del'; service: string; address: string };
-
-/** The first IPv4 address of an interface: the default outer source for ipip. */
-async function firstAddress(ifname: string): Promise<string> {
-  const r = await run(['ip', '-j', '-4', 'addr', 'show', 'dev', ifname], { allowFail: true, timeoutMs: 5000 });
-  if (r.status === 0 && r.stdout.trim()) {
-    const links = JSON.parse(r.stdout) as { addr_info?: { local?: string; family?: string }[] }[];
-    for (const l of links) for (const a of l.addr_info ?? []) if (a.local && isIPv4(a.local)) return a.local;
-  }
-  throw new LbError('ERR_LB_NO_INTERFACE', `interface ${ifname} has no IPv4 address for the ipip outer source`, {
-    hint: 'set node.sourceAddress.ipv4 in the config, or check the interface name with `ip addr`',
-  });
-}
 
 /** Offline detach, when no daemon runs: what `lbctl stop --detach --config` does. */
 export function detachOffline(cfg: Config): string[] {

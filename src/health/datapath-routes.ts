@@ -31,14 +31,19 @@
  *    moved to another interface keeps its slot with the new route, one that lost its route loses
  *    its slot (its check then fails: the data path cannot reach it either).
  *
- * Not supported (the slot reports why, the caller runs the plain check only): IPv6 VIPs; a VIP
+ * IPv6 pairs get the same with `ip -6` (VIP/128, `via BACKEND onlink`: the backend's global
+ * address as the gateway, resolved by NDP); IPv6 has no rp_filter to satisfy. Slots (port and table)
+ * are shared by both families, and each family's rules and routes go through its own `ip -4`/`ip -6`.
+ *
+ * Not supported (the slot reports why, the caller runs the plain check only): a VIP and backend of
+ * different families (ipip IPv4-in-IPv6, not a path this check takes anyway); a VIP
  * that is an address of this host (its route in the `local` table, policy rule 0, wins over ours);
  * ipip services (see datapath.ts). One DatapathRoutes per network namespace: two would remove
  * each other's rules as leftovers.
  *
  * All commands are argv arrays (`ip -j ...`, `ip -batch -`), never a shell string.
  */
-import { isIPv4 } from 'node:net';
+import { isIP } from 'node:net';
 import { LbError } from '../errors.js';
 import { run, type ExecResult } from '../lab/exec.js';
 
@@ -84,6 +89,7 @@ export interface DatapathRoutesOptions {
 
 /** A rule of ours as `ip -j rule show` prints it. */
 export interface RuleInfo {
+  family: 4 | 6;
   priority: number;
   dst: string;
   ipproto: string;
@@ -96,6 +102,8 @@ export function pairKey(p: DatapathPair): string {
 }
 
 interface IpRule {
+  /** not printed by ip: which `ip -4`/`ip -6` listed it */
+  family: 4 | 6;
   priority?: number;
   dst?: string;
   dstlen?: number;
@@ -163,6 +171,7 @@ export class DatapathRoutes {
   /** Rules at our priority pointing into our table range, as installed now. */
   async installedRules(): Promise<RuleInfo[]> {
     return (await this.readRules()).map((r) => ({
+      family: r.family,
       priority: r.priority ?? -1,
       dst: r.dstlen === undefined ? `${r.dst ?? 'all'}` : `${r.dst ?? 'all'}/${r.dstlen}`,
       ipproto: r.ipproto ?? '',
@@ -172,8 +181,8 @@ export class DatapathRoutes {
   }
 
   /** The routes of one of our tables, as `ip -j route show table T` prints them. */
-  async tableRoutes(table: number): Promise<IpRoute[]> {
-    const r = await this.ip(['-4', '-j', 'route', 'show', 'table', String(table)], true);
+  async tableRoutes(table: number, family: 4 | 6 = 4): Promise<IpRoute[]> {
+    const r = await this.ip([`-${family}`, '-j', 'route', 'show', 'table', String(table)], true);
     if (r.status !== 0) return [];
     return parseJson<IpRoute[]>(r.stdout) ?? [];
   }
@@ -196,8 +205,12 @@ export class DatapathRoutes {
     }
     // every pair is looked up again (one process for all): a backend that moved to another
     // interface or lost its route is noticed on the next ensure(), not only on a restart
-    const v4 = [...wanted.values()].filter((p) => isIPv4(p.vip) && isIPv4(p.backend));
-    const found = await this.lookup([...new Set(v4.flatMap((p) => [p.vip, p.backend]))]);
+    const found = new Map<string, IpRoute | string>();
+    for (const f of FAMILIES) {
+      // a pair of mixed families is refused by plan(); looking its backend up as `f` would shadow its real route
+      const same = [...wanted.values()].filter((p) => isIP(p.vip) === f && isIP(p.backend) === f);
+      for (const [a, r] of await this.lookup([...new Set(same.flatMap((p) => [p.vip, p.backend]))], f)) found.set(a, r);
+    }
     const used = new Set([...this.entries.values()].flatMap((e) => (e.ok ? [e.slot.index] : [])));
     for (const [key, p] of wanted) {
       const old = this.entries.get(key);
@@ -209,15 +222,15 @@ export class DatapathRoutes {
 
     const active = [...this.entries.values()].flatMap((e) => (e.ok ? [e.slot] : []));
     const desired = new Set(active.map(slotRuleKey));
-    const drop: string[] = [];
+    const drop: Line[] = [];
     const kept = new Set<string>();
     for (const r of await this.readRules()) {
-      const key = ruleKey(r.dst ?? '', r.dstlen ?? 32, r.ipproto ?? '', Number(r.sport), Number(r.table));
+      const key = installedKey(r);
       if (desired.has(key) && !kept.has(key)) kept.add(key);
       else drop.push(deleteRuleLine(this.priority, r));
     }
     // rules go first: a rule must never point at a table that is being emptied
-    const cleanup = [...drop, ...[...flush].map((t) => `route flush table ${t}`)];
+    const cleanup = [...drop, ...[...flush].flatMap((t) => flushLines(t))];
     if (cleanup.length > 0) await this.batch(cleanup, true);
 
     if (active.length === 0) return new Map(this.entries);
@@ -226,7 +239,7 @@ export class DatapathRoutes {
     } catch {
       // the batch stopped at the first failing line: find which slots fail, one by one, so one bad
       // pair does not take the others' checks with it (rules the batch did add are seen as present)
-      const present = new Set((await this.readRules()).map((r) => ruleKey(r.dst ?? '', r.dstlen ?? 32, r.ipproto ?? '', Number(r.sport), Number(r.table))));
+      const present = new Set((await this.readRules()).map(installedKey));
       for (const s of active) {
         try {
           await this.batch(slotLines(this.priority, s, !present.has(slotRuleKey(s))), false);
@@ -241,7 +254,7 @@ export class DatapathRoutes {
 
   private async doRemove(): Promise<void> {
     const drop = (await this.readRules()).map((r) => deleteRuleLine(this.priority, r));
-    const flush = Array.from({ length: this.slots }, (_, k) => `route flush table ${this.tableBase + k}`);
+    const flush = Array.from({ length: this.slots }, (_, k) => flushLines(this.tableBase + k)).flat();
     // -force: flushing a table that does not exist fails, and so may a rule someone removed meanwhile
     await this.batch([...drop, ...flush], true);
     this.entries.clear();
@@ -249,8 +262,8 @@ export class DatapathRoutes {
 
   /** A pair's entry: its slot (keeping `index` when it had one), or why it has none. */
   private plan(p: DatapathPair, index: number | undefined, used: Set<number>, found: ReadonlyMap<string, IpRoute | string>): DatapathEntry {
-    if (!isIPv4(p.vip) || !isIPv4(p.backend)) {
-      return { ok: false, kind: 'unsupported', reason: 'datapath check is IPv4 only for now: plain check only' };
+    if (isIP(p.vip) !== isIP(p.backend)) {
+      return { ok: false, kind: 'unsupported', reason: `datapath check needs the VIP and the backend in one family (${p.vip}, ${p.backend}): plain check only` };
     }
     const vip = found.get(p.vip);
     if (typeof vip === 'object' && vip.type === 'local') {
@@ -282,10 +295,10 @@ export class DatapathRoutes {
    * `ip route get` for many addresses in one process (hundreds of backends at start-up would
    * otherwise cost a process each); an address without a route gets the kernel's reason.
    */
-  private async lookup(addrs: readonly string[]): Promise<Map<string, IpRoute | string>> {
+  private async lookup(addrs: readonly string[], family: 4 | 6): Promise<Map<string, IpRoute | string>> {
     const out = new Map<string, IpRoute | string>();
     if (addrs.length === 0) return out;
-    const r = await run(this.ipArgv(['-4', '-j', '-force', '-batch', '-']), {
+    const r = await run(this.ipArgv([`-${family}`, '-j', '-force', '-batch', '-']), {
       timeoutMs: this.timeoutMs,
       input: addrs.map((a) => `route get ${a}`).join('\n') + '\n',
       allowFail: true,
@@ -294,25 +307,33 @@ export class DatapathRoutes {
     const asked = new Set(addrs);
     for (const line of r.stdout.split('\n')) {
       const route = parseJson<IpRoute[]>(line)?.[0];
-      if (route?.dst !== undefined && asked.has(route.dst)) out.set(route.dst, route);
+      const dst = route?.dst === undefined ? undefined : canonical(route.dst);
+      if (route !== undefined && dst !== undefined && asked.has(dst)) out.set(dst, route);
     }
     for (const a of addrs) {
       if (out.has(a)) continue;
-      const one = await this.ip(['-4', '-j', 'route', 'get', a], true);
+      const one = await this.ip([`-${family}`, '-j', 'route', 'get', a], true);
       const route = one.status === 0 ? parseJson<IpRoute[]>(one.stdout)?.[0] : undefined;
       out.set(a, route ?? `no route to backend ${a}: ${one.stderr.trim().replace(/^RTNETLINK answers: /, '') || 'none'}`);
     }
     return out;
   }
 
+  /** Our rules (at our priority, into our table range) of both families. */
   private async readRules(): Promise<IpRule[]> {
-    const r = await this.ip(['-4', '-j', 'rule', 'show'], false);
-    const rules = parseJson<IpRule[]>(r.stdout);
-    if (rules === undefined) throw new LbError('ERR_LB_HEALTH', 'cannot parse `ip -j rule show`', { detail: r.stdout.slice(0, 500) });
-    return rules.filter((x) => {
-      const table = Number(x.table);
-      return x.priority === this.priority && Number.isInteger(table) && table >= this.tableBase && table < this.tableBase + this.slots;
-    });
+    const out: IpRule[] = [];
+    for (const family of FAMILIES) {
+      const r = await this.ip([`-${family}`, '-j', 'rule', 'show'], false);
+      const rules = parseJson<Omit<IpRule, 'family'>[]>(r.stdout);
+      if (rules === undefined) throw new LbError('ERR_LB_HEALTH', `cannot parse \`ip -${family} -j rule show\``, { detail: r.stdout.slice(0, 500) });
+      for (const x of rules) {
+        const table = Number(x.table);
+        if (x.priority === this.priority && Number.isInteger(table) && table >= this.tableBase && table < this.tableBase + this.slots) {
+          out.push({ ...x, family });
+        }
+      }
+    }
+    return out;
   }
 
   private ipArgv(args: readonly string[]): string[] {
@@ -323,10 +344,17 @@ export class DatapathRoutes {
     return run(this.ipArgv(args), { timeoutMs: this.timeoutMs, allowFail });
   }
 
-  /** One `ip -batch -` for many lines. `force` continues past failing lines (deleting what is already gone). */
-  private async batch(lines: readonly string[], force: boolean): Promise<void> {
-    const argv = this.ipArgv([...(force ? ['-force'] : []), '-batch', '-']);
-    await run(argv, { timeoutMs: this.timeoutMs, input: lines.join('\n') + '\n', allowFail: force });
+  /**
+   * `ip -4 -batch -` and `ip -6 -batch -` for many lines (a batch line cannot name its family).
+   * `force` continues past failing lines (deleting what is already gone).
+   */
+  private async batch(lines: readonly Line[], force: boolean): Promise<void> {
+    for (const family of FAMILIES) {
+      const mine = lines.filter((l) => l.family === family).map((l) => l.text);
+      if (mine.length === 0) continue;
+      const argv = this.ipArgv([`-${family}`, ...(force ? ['-force'] : []), '-batch', '-']);
+      await run(argv, { timeoutMs: this.timeoutMs, input: mine.join('\n') + '\n', allowFail: force });
+    }
   }
 }
 
@@ -338,40 +366,73 @@ function parseJson<T>(s: string): T | undefined {
   }
 }
 
+const FAMILIES = [4, 6] as const;
+
+/** One line of an `ip -batch`, and the family it must run under. */
+interface Line {
+  family: 4 | 6;
+  text: string;
+}
+
+function familyOf(p: DatapathPair): 4 | 6 {
+  return isIP(p.vip) === 6 ? 6 : 4;
+}
+
+function hostLen(family: 4 | 6): number {
+  return family === 6 ? 128 : 32;
+}
+
+/** iproute2 prints IPv6 as inet_ntop does; the pairs carry RFC 5952 text. Compare in one form. */
+function canonical(a: string): string {
+  return isIP(a) === 6 ? new URL(`http://[${a}]/`).hostname.slice(1, -1) : a;
+}
+
 function ruleKey(dst: string, len: number, proto: string, sport: number, table: number): string {
-  return `${dst}/${len}|${proto}|${sport}|${table}`;
+  return `${canonical(dst)}/${len}|${proto}|${sport}|${table}`;
+}
+
+function installedKey(r: IpRule): string {
+  return ruleKey(r.dst ?? '', r.dstlen ?? hostLen(r.family), r.ipproto ?? '', Number(r.sport), Number(r.table));
 }
 
 function slotRuleKey(s: DatapathSlot): string {
-  return ruleKey(s.vip, 32, s.proto, s.localPort, s.table);
+  return ruleKey(s.vip, hostLen(familyOf(s)), s.proto, s.localPort, s.table);
+}
+
+/** Empty a table of ours in both families (a slot may have served either). */
+function flushLines(table: number): Line[] {
+  return FAMILIES.map((family) => ({ family, text: `route flush table ${table}` }));
 }
 
 function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function deleteRuleLine(priority: number, r: IpRule): string {
+function deleteRuleLine(priority: number, r: IpRule): Line {
   const parts = [`rule del priority ${priority}`];
-  if (r.dst !== undefined && r.dst !== 'all') parts.push(`to ${r.dst}/${r.dstlen ?? 32}`);
+  if (r.dst !== undefined && r.dst !== 'all') parts.push(`to ${r.dst}/${r.dstlen ?? hostLen(r.family)}`);
   if (r.ipproto !== undefined) parts.push(`ipproto ${r.ipproto}`);
   if (r.sport !== undefined) parts.push(`sport ${r.sport}`);
   parts.push(`table ${r.table ?? ''}`);
-  return parts.join(' ');
+  return { family: r.family, text: parts.join(' ') };
 }
 
-function slotLines(priority: number, s: DatapathSlot, withRule: boolean): string[] {
+function slotLines(priority: number, s: DatapathSlot, withRule: boolean): Line[] {
+  const family = familyOf(s);
+  const len = hostLen(family);
   const lines = [
     // routes before the rule: a rule pointing at an empty table would let the probe fall through
     `route replace unreachable default table ${s.table}`,
-    `route replace ${s.vip}/32 via ${s.backend} dev ${s.dev} onlink hoplimit 1 table ${s.table}`,
+    `route replace ${s.vip}/${len} via ${s.backend} dev ${s.dev} onlink hoplimit 1 table ${s.table}`,
   ];
-  if (withRule) lines.push(`rule add priority ${priority} to ${s.vip}/32 ipproto ${s.proto} sport ${s.localPort} table ${s.table}`);
-  return lines;
+  if (withRule) lines.push(`rule add priority ${priority} to ${s.vip}/${len} ipproto ${s.proto} sport ${s.localPort} table ${s.table}`);
+  return lines.map((text) => ({ family, text }));
 }
 
-function deleteSlotLines(priority: number, s: DatapathSlot): string[] {
+function deleteSlotLines(priority: number, s: DatapathSlot): Line[] {
+  const family = familyOf(s);
   return [
-    `rule del priority ${priority} to ${s.vip}/32 ipproto ${s.proto} sport ${s.localPort} table ${s.table}`,
-    `route flush table ${s.table}`,
+    { family, text: `rule del priority ${priority} to ${s.vip}/${hostLen(family)} ipproto ${s.proto} sport ${s.localPort} table ${s.table}` },
+    ...flushLines(s.table),
   ];
 }

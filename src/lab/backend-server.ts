@@ -9,7 +9,8 @@
  * and the same facts in headers `X-Lab-Backend` / `X-Lab-Client` (clientRequests reads those), so a
  * test sees which backend answered and which client address it saw (DSR keeps the real one).
  * UDP echo: every datagram comes back unchanged, except `whoami` which gets the JSON line.
- * Listens on 0.0.0.0 so it answers for VIPs on lo too. Logs only start-up and fatal errors; nothing
+ * Listens on :: dual stack (IPv4 clients appear as ::ffff:a.b.c.d and are reported as a.b.c.d), so
+ * it answers for IPv4 and IPv6 VIPs on lo too. Logs only start-up and fatal errors; nothing
  * per request. Exits 0 on SIGTERM/SIGINT. Writes `--ready-file` (JSON: pid, ports) once every
  * listener is bound.
  */
@@ -88,7 +89,7 @@ function listenHttp(name: string, port: number): Promise<Server> {
   server.on('clientError', (_err, socket) => socket.destroy());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port, host: '0.0.0.0' }, () => {
+    server.listen({ port, host: '::', ipv6Only: false }, () => {
       server.off('error', reject);
       resolve(server);
     });
@@ -96,17 +97,17 @@ function listenHttp(name: string, port: number): Promise<Server> {
 }
 
 function listenUdp(name: string, port: number): Promise<Socket> {
-  const sock = createSocket('udp4');
+  const sock = createSocket({ type: 'udp6', ipv6Only: false });
   sock.on('message', (msg, rinfo) => {
     const reply =
       msg.toString('utf8').trim() === 'whoami'
-        ? Buffer.from(JSON.stringify({ backend: name, client: rinfo.address, clientPort: rinfo.port }) + '\n')
+        ? Buffer.from(JSON.stringify({ backend: name, client: stripMapped(rinfo.address), clientPort: rinfo.port }) + '\n')
         : msg;
     sock.send(reply, rinfo.port, rinfo.address);
   });
   return new Promise((resolve, reject) => {
     sock.once('error', reject);
-    sock.bind({ port, address: '0.0.0.0' }, () => {
+    sock.bind({ port, address: '::' }, () => {
       sock.off('error', reject);
       sock.on('error', () => {}); // a send error (e.g. ICMP unreachable) must not kill the server
       resolve(sock);

@@ -6,14 +6,18 @@
  *
  * NAT needs the program on the nat segment's interface too (the backends' replies arrive there),
  * both interfaces in tx_ports (a client's packet leaves by eth1, a reply by eth0: XDP_REDIRECT),
- * the LB's own address as the full-NAT source, and the connection-table sweeper.
+ * the LB's own addresses (IPv4 and IPv6) as the full-NAT sources, and the connection-table sweeper.
+ *
+ * IPv6: a service's backends are addressed in the family topology.backendFamilyOf() gives (an
+ * IPv6 VIP's by their IPv6 twins; 10.200.100.5's too: 4in6), tunnels to IPv6 backends leave from the
+ * LB's IPv6 address (ctl.src6).
  */
 import { attachXdp, detachXdp, ifIndex, inNetns } from '../bpf/index.js';
 import type { DesiredService } from '../dataplane/apply.js';
 import { loadBalancer, type LoadedBalancer } from '../dataplane/loader.js';
 import type { NatSettings, SweepReport } from '../dataplane/nat.js';
 import type { Lab } from './lab.js';
-import { serviceSegment } from './topology.js';
+import { backendFamilyOf, serviceSegment } from './topology.js';
 
 export interface LabBalancer {
   lb: LoadedBalancer;
@@ -37,6 +41,7 @@ export function labServices(lab: Lab): DesiredService[] {
   const out: DesiredService[] = [];
   for (const s of lab.services) {
     const segment = serviceSegment(s);
+    const v6 = backendFamilyOf(s) === 6;
     out.push({
       vip: s.vip,
       port: s.port,
@@ -45,14 +50,14 @@ export function labServices(lab: Lab): DesiredService[] {
       ...(s.fullNat ? { fullNat: true } : {}),
       backends: lab.backends
         .filter((b) => b.segment === segment)
-        .map((b) => ({ address: b.addr, mac: b.mac, weight: 1, ...(s.backendPort !== undefined ? { port: s.backendPort } : {}) })),
+        .map((b) => ({ address: v6 ? b.addr6 : b.addr, mac: b.mac, weight: 1, ...(s.backendPort !== undefined ? { port: s.backendPort } : {}) })),
     });
   }
   return out;
 }
 
 export function startLabBalancer(lab: Lab, opts: LabBalancerOptions = {}): LabBalancer {
-  const lb = loadBalancer({ maxServices: 16, flowBuckets: 1 << 14, natEntries: 1 << 14 });
+  const lb = loadBalancer({ maxServices: 16, flowBuckets: 1 << 14, natEntries: 1 << 14, nat6Entries: 1 << 14 });
   const services = labServices(lab);
   const mode = opts.xdpMode ?? 'native';
   const interfaces = [lab.lb.ifname, ...(lab.lb.natIf ? [lab.lb.natIf.ifname] : [])];
@@ -68,11 +73,12 @@ export function startLabBalancer(lab: Lab, opts: LabBalancerOptions = {}): LabBa
     }
   };
   try {
-    lb.nat.configure({ sources: [lab.lb.addr], ...opts.nat });
+    // Full NAT's sources: the LB's address of each family (NAT66 takes the IPv6 one).
+    lb.nat.configure({ sources: [lab.lb.addr, lab.lb.addr6], ...opts.nat });
     // The devmap takes ifindexes of the namespace its writer is in.
     inNetns(lab.lb.ns, () => lb.nat.setTxPorts(interfaces.map((i) => ifIndex(i))));
     lb.dataplane.apply(services);
-    lb.dataplane.setCtl({ src4: lab.lb.addr, clock: 1 });
+    lb.dataplane.setCtl({ src4: lab.lb.addr, src6: lab.lb.addr6, clock: 1 });
     for (const i of interfaces) {
       inNetns(lab.lb.ns, () => attachXdp(i, lb.prog, { mode, replace: true }));
       attached.push(i);

@@ -77,7 +77,8 @@ export async function clientRequests(
   const config = Array.from({ length: count }, () => `url = "${url}"\noutput = "/dev/null"\n`).join('');
   const fmt = 'R\t%{http_code}\t%{exitcode}\t%header{x-lab-backend}\t%header{x-lab-client}\t%{errormsg}\n';
   const argv = [
-    'curl', '-s', '--parallel', '--parallel-immediate', '--parallel-max', String(concurrency),
+    // -g: the brackets of an IPv6 URL are not a glob; -6 says which family, as an operator would.
+    'curl', '-s', '-g', ...(addr.includes(':') ? ['-6'] : []), '--parallel', '--parallel-immediate', '--parallel-max', String(concurrency),
     '--max-time', String(maxTime), '--connect-timeout', String(maxTime),
     '-H', 'Connection: close', '--noproxy', '*', '-w', fmt, '--config', '-',
   ];

@@ -14,7 +14,14 @@ import { call } from '../api/client.js';
 import type { ServiceView } from '../daemon/daemon.js';
 import { LbError } from '../errors.js';
 import { REPO_ROOT, processAlive, type Lab } from './lab.js';
-import { serviceSegment } from './topology.js';
+import { backendFamilyOf, isIpv4Only, serviceSegment } from './topology.js';
+
+/**
+ * Whether the daemon's config takes IPv6 services (VIPs, backends, 4in6); it does since the config
+ * learnt IPv6 (docs/config.md#ipv6). False would give the lab's config, summary and the demo the
+ * IPv4 services only (the IPv6 ones still run through startLabBalancer(): test/e2e/dsr6, nat6).
+ */
+export const DAEMON_TAKES_IPV6 = true;
 
 export const LBCTL_JS = join(REPO_ROOT, 'dist/cli/main.js');
 
@@ -53,18 +60,28 @@ export interface LabService {
   backends: string[];
 }
 
-/** The lab's services with the segment each takes its backends from (topology.serviceSegment). */
-export function labServiceBackends(lab: Lab): LabService[] {
-  return lab.services.map((s) => ({
-    name: `lab-${s.mode}${s.fullNat ? '-full' : ''}${s.proto === 'udp' ? '-udp' : ''}`,
+/**
+ * The lab's services with the segment each takes its backends from (topology.serviceSegment), the
+ * backends in the family the LB reaches them by. `ipv6: false` leaves out every service that
+ * involves IPv6 (default: what the daemon takes, DAEMON_TAKES_IPV6).
+ */
+export function labServiceBackends(lab: Lab, opts: { ipv6?: boolean } = {}): LabService[] {
+  const ipv6 = opts.ipv6 ?? DAEMON_TAKES_IPV6;
+  return lab.services.filter((s) => ipv6 || isIpv4Only(s)).map((s) => ({
+    name: `lab-${s.mode}${s.fullNat ? '-full' : ''}${s.proto === 'udp' ? '-udp' : ''}${s.vip.includes(':') ? '-v6' : backendFamilyOf(s) === 6 ? '-4in6' : ''}`,
     vip: s.vip,
     port: s.port,
     proto: s.proto,
     mode: s.mode,
     fullNat: !!s.fullNat,
     ...(s.backendPort !== undefined ? { backendPort: s.backendPort } : {}),
-    backends: lab.backends.filter((b) => b.segment === serviceSegment(s)).map((b) => b.addr),
+    backends: lab.backends.filter((b) => b.segment === serviceSegment(s)).map((b) => (backendFamilyOf(s) === 6 ? b.addr6 : b.addr)),
   }));
+}
+
+/** An IPv6 address is quoted: a plain YAML scalar full of colons is one typo from a mapping. */
+function yamlAddr(a: string): string {
+  return a.includes(':') ? `"${a}"` : a;
 }
 
 export function labConfig(lab: Lab, socket: string): string {
@@ -83,14 +100,14 @@ export function labConfig(lab: Lab, socket: string): string {
     const check = s.proto === 'udp' ? "{ type: udp, payload: ping, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }" : '{ type: http, path: /, interval: 1s, timeout: 500ms, rise: 1, fall: 2 }';
     lines.push(
       `  - name: ${s.name}`,
-      `    vip: ${s.vip}`,
+      `    vip: ${yamlAddr(s.vip)}`,
       `    port: ${s.port}`,
       `    proto: ${s.proto}`,
       `    mode: ${s.mode}`,
       ...(s.fullNat ? ['    fullNat: true'] : []),
       `    healthCheck: ${check}`,
       '    backends:',
-      ...s.backends.map((a) => `      - address: ${a}${s.backendPort !== undefined ? `\n        port: ${s.backendPort}` : ''}`),
+      ...s.backends.map((a) => `      - address: ${yamlAddr(a)}${s.backendPort !== undefined ? `\n        port: ${s.backendPort}` : ''}`),
     );
   }
   return `${lines.join('\n')}\n`;

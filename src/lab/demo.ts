@@ -1,6 +1,6 @@
 /**
  * make demo: the namespace lab, the real daemon (lbctl daemon) in the LB's namespace with one
- * service per mode, real HTTP traffic from the client to every service, and a short report with
+ * service per mode and family (IPv4, IPv6, and IPv4 over IPv6 backends), real HTTP traffic from the client to every service, and a short report with
  * the `lbctl list --stats` view. Tears everything down unless --keep is given.
  */
 import { call } from '../api/client.js';
@@ -37,8 +37,9 @@ async function main(): Promise<number> {
     const services = await waitLabHealthy(d);
     say('');
     for (const svc of services) {
-      const kind = `${svc.mode}${svc.mode === 'nat' ? (svc.name.includes('full') ? ', full NAT' : ', LB is the gateway') : ''}`;
-      say(`demo: ${REQUESTS} ${svc.proto === 'udp' ? 'UDP echoes' : 'HTTP requests'} from ${lab.client} to ${svc.vip}:${svc.port} (${kind})`);
+      const kind = `${svc.mode}${svc.mode === 'nat' ? (svc.name.includes('full') ? ', full NAT' : ', LB is the gateway') : ''}${svc.name.endsWith('-4in6') ? ', IPv6 backends (4in6)' : ''}`;
+      const at = svc.vip.includes(':') ? `[${svc.vip}]:${svc.port}` : `${svc.vip}:${svc.port}`;
+      say(`demo: ${REQUESTS} ${svc.proto === 'udp' ? 'UDP echoes' : 'HTTP requests'} from ${lab.client} to ${at} (${kind})`);
       const res =
         svc.proto === 'udp'
           ? await udpRequests(lab, svc.vip, svc.port, REQUESTS, { concurrency: 10 })

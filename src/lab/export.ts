@@ -21,6 +21,7 @@ import {
   DEFAULT_SERVICES,
   segmentOf,
   DEFAULT_PREFIX,
+  isIpv4Only,
   type HostRole,
   type Proto,
   type SegmentName,
@@ -31,14 +32,15 @@ import {
 
 /** The Vagrant lab: client, router, lb, two L2 backends, two routed backends (7 VMs). */
 /**
- * The VM lab is the DSR part of the namespace lab for now: its export and checks know one
- * interface per host, and NAT's LB-as-gateway segment needs a second LB interface.
+ * The VM lab is the IPv4 DSR part of the namespace lab for now: its export and checks know one
+ * interface per host and one address per interface (no IPv6 twins yet), and NAT's LB-as-gateway
+ * segment needs a second LB interface.
  */
 export const VAGRANT_LAB_OPTIONS: Readonly<Omit<TopologyOptions, 'prefix'>> = Object.freeze({
   l2Backends: 2,
   routedBackends: 2,
   natBackends: 0,
-  services: DEFAULT_SERVICES.filter((s) => s.mode !== 'nat'),
+  services: DEFAULT_SERVICES.filter((s) => s.mode !== 'nat' && isIpv4Only(s)),
 });
 
 export const GENERATED_NOTE =
@@ -128,7 +130,11 @@ export function labOfTopology(topo: Topology, facts: LabFacts): Lab {
     stateDir: '',
     client: clientHost.name,
     clientAddr: clientHost.addr,
-    lb: { ns: facts.lbNs, ifname: facts.lbIfname, addr: lbHost.addr, mac: facts.lbMac, gateway: { addr: lbSeg.gateway, mac: facts.gatewayMac } },
+    clientAddr6: clientHost.addr6,
+    lb: {
+      ns: facts.lbNs, ifname: facts.lbIfname, addr: lbHost.addr, addr6: lbHost.addr6, mac: facts.lbMac,
+      gateway: { addr: lbSeg.gateway, addr6: lbSeg.gateway6, mac: facts.gatewayMac },
+    },
     router: topo.router.name,
     backends: topo.hosts
       .filter((h) => h.role === 'backend')
@@ -136,6 +142,7 @@ export function labOfTopology(topo: Topology, facts: LabFacts): Lab {
         name: h.name,
         ns: h.name,
         addr: h.addr,
+        addr6: h.addr6,
         mac: facts.macs[h.name] ?? '',
         segment: h.segment as LabHostInfo['segment'],
         vips: [...h.vips],
@@ -184,7 +191,7 @@ export function exportTopology(topo: Topology, options: Omit<TopologyOptions, 'p
     };
   });
 
-  const nameByAddr = new Map(topo.hosts.map((h) => [h.addr, h.name]));
+  const nameByAddr = new Map(topo.hosts.flatMap((h) => [[h.addr, h.name], [h.addr6, h.name]]));
   const shape = labOfTopology(topo, { lbNs: '', lbIfname: '', lbMac: '', gatewayMac: '', macs: {} });
   const served = labServices(shape);
   const services: MachineService[] = topo.services.map((s) => {

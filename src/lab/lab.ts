@@ -6,6 +6,11 @@
  * in their namespaces (nothing is left in the root namespace), two bridges in the router, and the
  * veth quirks of shared/LAB-NOTES.md handled in ONE place (applyVethQuirks): TX checksum offload off
  * on every veth end, and the pass-through XDP program on the router-side peer of the LB's eth0.
+ * Dual stack: every interface also gets its IPv6 twin address (topology.ts). IPv6's own quirks are
+ * handled where the links are made: no duplicate address detection anywhere (accept_dad=0 before any
+ * link exists, `nodad` on every address), or addresses stay tentative for a second and the first
+ * connections fail; and no multicast snooping on the bridges, which would otherwise forward a
+ * neighbour solicitation only to ports whose MLD report it happened to see.
  * Backends get their VIPs from scripts/server-prep.sh and run dist/lab/backend-server.js.
  *
  * labDown() removes everything of a prefix from what exists, not from what was recorded, so it also
@@ -44,6 +49,7 @@ export interface LabHostInfo {
   name: string;
   ns: string;
   addr: string;
+  addr6: string;
   mac: string;
   segment: 'l2' | 'routed' | 'nat';
   /** VIPs held on lo */
@@ -57,18 +63,20 @@ export interface Lab {
   /** client namespace */
   client: string;
   clientAddr: string;
+  clientAddr6: string;
   /** the balancer's host: attach the XDP program to `ifname` in `ns` */
   lb: {
     ns: string;
     ifname: string;
     addr: string;
+    addr6: string;
     mac: string;
-    /** its default gateway (the router's br0), with a permanent neighbour entry so that
-     * bpf_fib_lookup() in the LB never answers NO_NEIGH for routed (IPIP) backends */
-    gateway: { addr: string; mac: string };
+    /** its default gateway (the router's br0), with a permanent neighbour entry (both families) so
+     * that bpf_fib_lookup() in the LB never answers NO_NEIGH for routed (IPIP) backends */
+    gateway: { addr: string; addr6: string; mac: string };
     /** its leg on the nat segment, the nat backends' gateway (absent without nat backends);
      * the balancer runs here too, for the replies */
-    natIf?: { ifname: string; addr: string; mac: string };
+    natIf?: { ifname: string; addr: string; addr6: string; mac: string };
   };
   /** router namespace */
   router: string;
@@ -177,10 +185,15 @@ function hostPrefixLen(topo: Topology, h: TopoHost): number {
 
 /** sysctls, set before any link exists so new interfaces inherit `default`. */
 async function setSysctls(topo: Topology): Promise<void> {
-  const common = ['net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0'];
+  const common = [
+    'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0',
+    'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0',
+  ];
+  // bpf_fib_lookup() answers FWD_DISABLED for IPv6 unless the receiving device forwards.
+  const forward = ['net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.forwarding=1'];
   await Promise.all(
     namespacesOf(topo).map((ns) =>
-      exec(ns, ['sysctl', '-q', '-w', ...common, ...(ns === topo.router.ns || ns === `${topo.prefix}lb` ? ['net.ipv4.ip_forward=1'] : [])], {
+      exec(ns, ['sysctl', '-q', '-w', ...common, ...(ns === topo.router.ns || ns === `${topo.prefix}lb` ? forward : [])], {
         code: 'ERR_LB_LAB',
       }),
     ),
@@ -191,7 +204,7 @@ async function setSysctls(topo: Topology): Promise<void> {
 async function buildRouter(topo: Topology): Promise<void> {
   const lines = ['link set lo up'];
   for (const seg of topo.segments) {
-    if (seg.bridge) lines.push(`link add ${seg.routerIf} type bridge stp_state 0`);
+    if (seg.bridge) lines.push(`link add ${seg.routerIf} type bridge stp_state 0 mcast_snooping 0`);
   }
   for (const h of topo.hosts) {
     for (const i of [{ segment: h.segment, ifname: h.ifname, routerPort: h.routerPort }, ...(h.extraIfs ?? [])]) {
@@ -203,10 +216,13 @@ async function buildRouter(topo: Topology): Promise<void> {
   }
   for (const seg of topo.segments) {
     // A segment whose gateway is the LB is only switched here.
-    if (seg.gatewayHost !== 'lb') lines.push(`addr add ${seg.gateway}/${seg.prefixLen} dev ${seg.routerIf}`);
+    if (seg.gatewayHost !== 'lb') {
+      lines.push(`addr add ${seg.gateway}/${seg.prefixLen} dev ${seg.routerIf}`);
+      lines.push(`addr add ${seg.gateway6}/${seg.prefixLen6} dev ${seg.routerIf} nodad`);
+    }
     lines.push(`link set ${seg.routerIf} up`);
   }
-  for (const r of topo.router.routes) lines.push(`route add ${r.dst} via ${r.via}`);
+  for (const r of [...topo.router.routes, ...topo.router.routes6]) lines.push(`route add ${r.dst} via ${r.via}`);
   await ipBatch(topo.router.ns, lines, { code: 'ERR_LB_LAB', timeoutMs: 15_000 });
 }
 
@@ -214,6 +230,7 @@ async function configureHost(topo: Topology, h: TopoHost): Promise<void> {
   const seg = segmentOf(topo, h.segment);
   const extra = (h.extraIfs ?? []).flatMap((i) => [
     `addr add ${i.addr}/${segmentOf(topo, i.segment).prefixLen} dev ${i.ifname}`,
+    `addr add ${i.addr6}/${segmentOf(topo, i.segment).prefixLen6} dev ${i.ifname} nodad`,
     `link set ${i.ifname} up`,
   ]);
   await ipBatch(
@@ -221,9 +238,11 @@ async function configureHost(topo: Topology, h: TopoHost): Promise<void> {
     [
       'link set lo up',
       `addr add ${h.addr}/${hostPrefixLen(topo, h)} dev ${h.ifname}`,
+      `addr add ${h.addr6}/${seg.prefixLen6} dev ${h.ifname} nodad`,
       `link set ${h.ifname} up`,
       ...extra,
       `route add default via ${seg.gateway}`,
+      `route add ::/0 via ${seg.gateway6}`,
     ],
     { code: 'ERR_LB_LAB' },
   );
@@ -377,9 +396,11 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       lbNat ? readMac(lbHost.ns, lbNat.ifname) : Promise.resolve(''),
       ...[lbHost, ...backends].map((h) => readMac(h.ns, h.ifname)),
     ]);
-    await ipBatch(lbHost.ns, [`neigh replace ${lbSeg.gateway} lladdr ${gwMac} dev ${lbHost.ifname} nud permanent`], {
-      code: 'ERR_LB_LAB',
-    });
+    await ipBatch(
+      lbHost.ns,
+      [lbSeg.gateway, lbSeg.gateway6].map((a) => `neigh replace ${a} lladdr ${gwMac} dev ${lbHost.ifname} nud permanent`),
+      { code: 'ERR_LB_LAB' },
+    );
     await Promise.all(backends.map((h) => prepareBackend(h, stateDir, decapObj)));
     await Promise.all(backends.map((h) => startServer(topo, h, stateDir)));
 
@@ -388,19 +409,22 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
       stateDir,
       client: clientHost.ns,
       clientAddr: clientHost.addr,
+      clientAddr6: clientHost.addr6,
       lb: {
         ns: lbHost.ns,
         ifname: lbHost.ifname,
         addr: lbHost.addr,
+        addr6: lbHost.addr6,
         mac: lbMac ?? '',
-        gateway: { addr: lbSeg.gateway, mac: gwMac ?? '' },
-        ...(lbNat ? { natIf: { ifname: lbNat.ifname, addr: lbNat.addr, mac: lbNatMac ?? '' } } : {}),
+        gateway: { addr: lbSeg.gateway, addr6: lbSeg.gateway6, mac: gwMac ?? '' },
+        ...(lbNat ? { natIf: { ifname: lbNat.ifname, addr: lbNat.addr, addr6: lbNat.addr6, mac: lbNatMac ?? '' } } : {}),
       },
       router: topo.router.ns,
       backends: backends.map((h, i) => ({
         name: h.name,
         ns: h.ns,
         addr: h.addr,
+        addr6: h.addr6,
         mac: beMacs[i] ?? '',
         segment: h.segment as Exclude<SegmentName, 'client'>,
         vips: [...h.vips],

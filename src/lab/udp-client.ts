@@ -33,7 +33,7 @@ function num(v: string | undefined, dflt: number, lo: number, hi: number, what: 
 
 function query(addr: string, port: number, timeoutMs: number): Promise<One> {
   return new Promise((resolve) => {
-    const sock = createSocket('udp4');
+    const sock = createSocket(isIP(addr) === 6 ? 'udp6' : 'udp4');
     let done = false;
     const finish = (r: One): void => {
       if (done) return;
@@ -74,7 +74,7 @@ async function main(): Promise<void> {
     fail((e as Error).message);
   }
   const addr = values.addr ?? '';
-  if (isIP(addr) !== 4) fail(`--addr: ${JSON.stringify(addr)} is not an IPv4 address`);
+  if (isIP(addr) === 0) fail(`--addr: ${JSON.stringify(addr)} is not an IP address`);
   const port = num(values.port, 0, 1, 65535, '--port');
   const count = num(values.count, 1, 1, 10_000, '--count');
   const concurrency = num(values.concurrency, 10, 1, 100, '--concurrency');

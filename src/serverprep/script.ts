@@ -95,8 +95,6 @@ export function prepArgsProblems(a: PrepArgs): string[] {
     if (a.action !== 'remove') errs.push('--mode l2dsr|ipip is required');
   } else if (!PREP_MODES.includes(a.mode)) {
     errs.push(`--mode ${JSON.stringify(a.mode)}: want l2dsr or ipip`);
-  } else if (a.mode === 'ipip') {
-    for (const v of a.vips) if (v.includes(':')) errs.push(`--vip ${v}: IPv6 VIPs support only --mode l2dsr`);
   }
   for (const d of a.devs ?? []) {
     if (!IFACE.test(d) || ['lo', 'all', 'default', '.', '..'].includes(d)) errs.push(`--dev ${JSON.stringify(d)}: not a real interface name`);

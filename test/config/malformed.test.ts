@@ -130,6 +130,48 @@ const cases: Case[] = [
     msg: /^"2001:db8::1" is an IPv6 address, not IPv4$/,
   },
   {
+    name: 'sourceAddress.ipv6 is link-local',
+    input: mut((c) => (c['node'].sourceAddress = { ipv6: 'fe80::1' })),
+    path: 'node.sourceAddress.ipv6',
+    msg: /^"fe80::1" is a link-local address/,
+  },
+  {
+    name: 'nat.sources: five IPv6',
+    input: mut((c) => (c['node'].nat = { sources: ['10.0.0.1', '2001:db8::1', '2001:db8::2', '2001:db8::3', '2001:db8::4', '2001:db8::5'] })),
+    path: 'node.nat.sources',
+    msg: /^5 IPv6 addresses, at most 4 per family \(hint: the data path has 4 source slots per family\)$/,
+  },
+  {
+    name: 'nat.sources: five IPv4',
+    input: mut((c) => (c['node'].nat = { sources: ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5'] })),
+    path: 'node.nat.sources',
+    msg: /^5 IPv4 addresses, at most 4 per family/,
+  },
+  {
+    name: 'nat.sources: one address twice',
+    input: mut((c) => (c['node'].nat = { sources: ['2001:db8::1', '10.0.0.1', '2001:DB8::1'] })),
+    path: 'node.nat.sources[2]',
+    msg: /^2001:db8::1 is already sources\[0\]$/,
+  },
+  {
+    name: 'nat.sources: link-local',
+    input: mut((c) => (c['node'].nat = { sources: ['fe80::1'] })),
+    path: 'node.nat.sources[0]',
+    msg: /^"fe80::1" is a link-local address/,
+  },
+  {
+    name: 'nat.sources: empty',
+    input: mut((c) => (c['node'].nat = { sources: [] })),
+    path: 'node.nat.sources',
+    msg: /at least 1/,
+  },
+  {
+    name: 'nat.entries6 too small',
+    input: mut((c) => (c['node'].nat = { entries6: 100 })),
+    path: 'node.nat.entries6',
+    msg: /^must be at least 1024, got 100$/,
+  },
+  {
     name: 'sourceAddress.ipv6 is IPv4',
     input: mut((c) => (c['node'].sourceAddress = { ipv6: '10.0.0.1' })),
     path: 'node.sourceAddress.ipv6',
@@ -165,6 +207,10 @@ const cases: Case[] = [
   { name: 'loopback vip', input: svc((s) => (s['vip'] = '127.0.0.1')), path: 'services[0].vip', msg: /^"127.0.0.1" is a loopback address$/ },
   { name: 'unspecified vip', input: svc((s) => (s['vip'] = '0.0.0.0')), path: 'services[0].vip', msg: /unspecified address/ },
   { name: 'multicast IPv6 vip', input: svc((s) => (s['vip'] = 'ff02::1')), path: 'services[0].vip', msg: /^"ff02::1" is a multicast address$/ },
+  { name: 'link-local vip', input: svc((s) => (s['vip'] = 'FE80::10')), path: 'services[0].vip', msg: /^"FE80::10" is a link-local address \(hint: /},
+  { name: 'link-local vip, upper end of fe80::/10', input: svc((s) => (s['vip'] = 'febf::1')), path: 'services[0].vip', msg: /^"febf::1" is a link-local address/ },
+  { name: 'unspecified IPv6 vip', input: svc((s) => (s['vip'] = '::')), path: 'services[0].vip', msg: /^"::" is an unspecified address$/ },
+  { name: 'IPv6 loopback vip', input: svc((s) => (s['vip'] = '::1')), path: 'services[0].vip', msg: /^"::1" is a loopback address$/ },
   { name: 'IPv4-mapped vip', input: svc((s) => (s['vip'] = '::ffff:10.0.0.10')), path: 'services[0].vip', msg: /IPv4-mapped .*hint: write the IPv4 address/ },
   { name: 'vip with a zone index', input: svc((s) => (s['vip'] = 'fe80::1%eth0')), path: 'services[0].vip', msg: /has a zone index/ },
   { name: 'port 0', input: svc((s) => (s['port'] = 0)), path: 'services[0].port', msg: /^must be at least 1, got 0$/ },
@@ -208,17 +254,6 @@ const cases: Case[] = [
     path: 'services',
     msg: /^2 services, more than node\.maxServices \(1\) \(hint: raise node\.maxServices/,
   },
-  {
-    name: 'IPv6 vip with ipip',
-    input: svc((s) => {
-      s['vip'] = '2001:db8::10';
-      s['mode'] = 'ipip';
-      s['backends'] = [{ address: '2001:db8::11' }];
-    }),
-    path: 'services[0].vip',
-    msg: /IPv4-in-IPv4 only for now/,
-  },
-
   // ---- backends ----
   { name: 'unknown backend key', input: svc((s) => (s['backends'][0].adress = '10.0.0.13')), path: 'services[0].backends[0].adress', msg: /^unknown key "adress" \(did you mean "address"\?\)$/ },
   { name: 'backend address not an IP', input: svc((s) => (s['backends'][1].address = '10.0.0.300')), path: 'services[0].backends[1].address', msg: /^"10.0.0.300" is not an IP address$/ },
@@ -267,13 +302,54 @@ const cases: Case[] = [
     msg: /^2001:db8::11 is IPv6 but the VIP 10\.0\.0\.10 is IPv4/,
   },
   {
-    name: 'ipip IPv6 backend behind an IPv4 VIP',
+    name: 'ipip IPv4 backend behind an IPv6 VIP',
     input: svc((s) => {
       s['mode'] = 'ipip';
-      s['backends'][0].address = '2001:db8::11';
+      s['vip'] = '2001:db8::10';
+      s['backends'] = [{ address: '2001:db8::11' }, { address: '10.0.0.12' }];
+    }),
+    path: 'services[0].backends[1].address',
+    msg: /^10\.0\.0\.12 is IPv4 but the VIP 2001:db8::10 is IPv6 \(hint: mode ipip sends an IPv6 VIP to IPv6 backends only \(an IPv4 VIP may go to either family\)\)$/,
+  },
+  {
+    name: 'nat IPv4 backend behind an IPv6 VIP',
+    input: svc((s) => {
+      s['mode'] = 'nat';
+      s['vip'] = '2001:db8::10';
+      s['backends'] = [{ address: '10.0.0.11' }];
     }),
     path: 'services[0].backends[0].address',
-    msg: /not supported yet/,
+    msg: /^10\.0\.0\.11 is IPv4 but the VIP 2001:db8::10 is IPv6 \(hint: mode nat keeps the VIP's address family\)$/,
+  },
+  {
+    name: 'l2dsr IPv4 backend behind an IPv6 VIP',
+    input: svc((s) => (s['vip'] = '2001:db8::10')),
+    path: 'services[0].backends[0].address',
+    msg: /^10\.0\.0\.11 is IPv4 but the VIP 2001:db8::10 is IPv6 \(hint: mode l2dsr keeps the VIP's address family\)$/,
+  },
+  {
+    name: 'link-local IPv6 backend',
+    input: svc((s) => {
+      s['vip'] = '2001:db8::10';
+      s['backends'] = [{ address: 'fe80::11' }];
+    }),
+    path: 'services[0].backends[0].address',
+    msg: /^"fe80::11" is a link-local address \(hint: a VIP, backend or source needs a global \(or unique local, fc00::\/7\) IPv6 address\)$/,
+  },
+  {
+    name: 'IPv4-mapped backend',
+    input: svc((s) => (s['backends'][0].address = '::ffff:10.0.0.11')),
+    path: 'services[0].backends[0].address',
+    msg: /^"::ffff:10\.0\.0\.11" is an IPv4-mapped IPv6 address \(hint: write the IPv4 address itself\)$/,
+  },
+  {
+    name: 'duplicate IPv6 backend, spelt two ways',
+    input: svc((s) => {
+      s['vip'] = '2001:db8::10';
+      s['backends'] = [{ address: '2001:db8::11' }, { address: '2001:DB8:0:0::11' }];
+    }),
+    path: 'services[0].backends[1].address',
+    msg: /^2001:db8::11 is already backends\[0\]$/,
   },
 
   // ---- health checks ----
@@ -413,7 +489,7 @@ t.test('a cross-check still runs when the only other problem is an unknown key',
   );
   const e = err as ConfigError;
   t.match(e.detail, /^services\[0\]\.colour: unknown key "colour"/m);
-  t.match(e.detail, /^services\[0\]\.vip: .*IPv4-in-IPv4 only for now/m);
+  t.match(e.detail, /^services\[0\]\.backends\[0\]\.address: 10\.0\.0\.11 is IPv4 but the VIP 2001:db8::10 is IPv6/m);
 });
 
 t.test('parseConfig without a source', async (t) => {

@@ -32,7 +32,7 @@ t.test('a minimal config gets every default', async (t) => {
     flowIdleTimeoutMs: 30000,
     api: { socket: '/run/xdplb/lbctl.sock' },
     log: { level: 'info' },
-    nat: { portMin: 10000, portMax: 32767, entries: 262144, sweepIntervalMs: 5000, timeoutsMs: { tcpNew: 30000, tcpEstablished: 300000, tcpClosing: 10000, udp: 30000 } },
+    nat: { portMin: 10000, portMax: 32767, entries: 262144, entries6: 65536, sweepIntervalMs: 5000, timeoutsMs: { tcpNew: 30000, tcpEstablished: 300000, tcpClosing: 10000, udp: 30000 } },
   });
   t.notOk('metrics' in c.node, 'metrics off unless configured');
   t.notOk('sourceAddress' in c.node);
@@ -132,7 +132,7 @@ t.test('a full config normalizes every key', async (t) => {
     api: { socket: '/run/lb1.sock' },
     metrics: { listen: '::', port: 9100 },
     log: { level: 'debug' },
-    nat: { portMin: 10000, portMax: 32767, entries: 262144, sweepIntervalMs: 5000, timeoutsMs: { tcpNew: 30000, tcpEstablished: 300000, tcpClosing: 10000, udp: 30000 } },
+    nat: { portMin: 10000, portMax: 32767, entries: 262144, entries6: 65536, sweepIntervalMs: 5000, timeoutsMs: { tcpNew: 30000, tcpEstablished: 300000, tcpClosing: 10000, udp: 30000 } },
   });
   const [web, dns, probe] = c.services;
   t.same(web?.healthCheck, {
@@ -365,9 +365,41 @@ t.test('the examples in docs/config.md are valid', async (t) => {
   const { readFileSync } = await import('node:fs');
   const md = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
   const blocks = [...md.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
-  t.equal(blocks.length, 2);
+  t.equal(blocks.length, 3);
   for (const b of blocks) t.doesNotThrow(() => parseConfig(b, 'docs.yaml'));
   const full = parseConfig(blocks[1] ?? '', 'docs.yaml');
   t.equal(full.services[0]?.backends[1]?.healthCheck.intervalMs, 5000);
   t.equal(full.services[0]?.backends[1]?.healthCheck.http?.path, '/healthz');
+  const v6 = parseConfig(blocks[2] ?? '', 'docs.yaml');
+  t.same(v6.services.map((s) => s.backends.map((b) => b.address)), [['2001:db8::11', '2001:db8::12'], ['2001:db8:1::53'], ['2001:db8:2::21']], 'the IPv6 example');
+});
+
+t.test('IPv6 wherever IPv4 is accepted: every mode, ipip IPv4-in-IPv6, mixed NAT sources', async (t) => {
+  const c = parseConfig(`node:
+  interfaces: [eth0]
+  sourceAddress: { ipv6: "2001:DB8::1" }
+  nat: { sources: [10.0.0.1, "2001:db8::a", 10.0.0.2, "fd00::b", 10.0.0.3, 10.0.0.4, "2001:db8::c", "2001:db8::d"], entries6: 4096 }
+services:
+  - { name: l2, vip: "2001:db8::10", port: 80, mode: l2dsr, backends: [{ address: "2001:db8::11" }, { address: "fd00::12", mac: "02:00:00:00:00:12" }] }
+  - { name: six, vip: "2001:db8::20", port: 80, mode: ipip, backends: [{ address: "2001:db8:1::21" }] }
+  - { name: four-in-six, vip: 10.0.0.30, port: 80, mode: ipip, backends: [{ address: 10.0.1.31 }, { address: "2001:db8:1::31" }] }
+  - { name: nat66, vip: "2001:db8::40", port: 80, mode: nat, backends: [{ address: "2001:db8:2::41", port: 8080 }] }
+  - { name: fullnat66, vip: "2001:db8::50", port: 80, mode: nat, fullNat: true, backends: [{ address: "2001:db8:2::51" }] }
+`, 'v6.yaml');
+  t.same(c.node.sourceAddress, { ipv6: '2001:db8::1' }, 'canonical IPv6');
+  t.same(c.node.nat.sources, ['10.0.0.1', '2001:db8::a', '10.0.0.2', 'fd00::b', '10.0.0.3', '10.0.0.4', '2001:db8::c', '2001:db8::d'], '4 of each family');
+  t.equal(c.node.nat.entries6, 4096);
+  t.same(
+    c.services.map((s) => [s.name, s.mode, s.backends.map((b) => b.address)]),
+    [
+      ['l2', 'l2dsr', ['2001:db8::11', 'fd00::12']],
+      ['six', 'ipip', ['2001:db8:1::21']],
+      ['four-in-six', 'ipip', ['10.0.1.31', '2001:db8:1::31']],
+      ['nat66', 'nat', ['2001:db8:2::41']],
+      ['fullnat66', 'nat', ['2001:db8:2::51']],
+    ],
+  );
+  t.equal(c.services[0]?.healthCheck.datapath, true, 'l2dsr IPv6 probes through the data path by default');
+  t.equal(c.services[4]?.fullNat, true);
+  t.equal(serviceKeyString(c.services[3]!), '[2001:db8::40]:80/tcp');
 });

@@ -255,7 +255,7 @@ t.test('DatapathRoutes: leftovers removed, foreign rules kept, idempotent, slots
   const s1 = e1.get(`${VIP}|${BE_ADDR}|tcp`);
   t.match(s1, { ok: true, slot: { index: 0, localPort: DEFAULT_PORT_BASE, table: DEFAULT_TABLE_BASE, dev: 'eth0', localAddress: LB_ADDR } });
   const rules1 = await routes.installedRules();
-  t.same(rules1, [{ priority: DEFAULT_RULE_PRIORITY, dst: VIP, ipproto: 'tcp', sport: DEFAULT_PORT_BASE, table: DEFAULT_TABLE_BASE }], 'exactly our rule');
+  t.same(rules1, [{ family: 4, priority: DEFAULT_RULE_PRIORITY, dst: VIP, ipproto: 'tcp', sport: DEFAULT_PORT_BASE, table: DEFAULT_TABLE_BASE }], 'exactly our rule');
   t.same(await routes.tableRoutes(DEFAULT_TABLE_BASE), [
     { type: 'unreachable', dst: 'default', flags: [] },
     { dst: VIP, gateway: BE_ADDR, dev: 'eth0', flags: ['onlink'], metrics: [{ hoplimit: 1 }] },
@@ -289,10 +289,12 @@ t.test('DatapathRoutes: leftovers removed, foreign rules kept, idempotent, slots
     { vip: '10.201.100.9', backend: BE_ADDR, proto: 'tcp' },
     { vip: VIP, backend: '10.9.9.9', proto: 'tcp' },
     { vip: '2001:db8::1', backend: '2001:db8::2', proto: 'tcp' },
+    { vip: '2001:db8::1', backend: BE_ADDR, proto: 'tcp' },
   ]);
   t.match(e4.get(`10.201.100.9|${BE_ADDR}|tcp`), { ok: false, kind: 'unsupported', reason: /10\.201\.100\.9 is an address of this host/ });
   t.match(e4.get(`${VIP}|10.9.9.9|tcp`), { ok: false, kind: 'unreachable', reason: 'no route to backend 10.9.9.9: Network is unreachable' });
-  t.match(e4.get('2001:db8::1|2001:db8::2|tcp'), { ok: false, kind: 'unsupported', reason: /IPv4 only/ });
+  t.match(e4.get('2001:db8::1|2001:db8::2|tcp'), { ok: false, kind: 'unreachable', reason: 'no route to backend 2001:db8::2: Network is unreachable' }, 'IPv6 is looked up too (lb has no IPv6 route)');
+  t.match(e4.get(`2001:db8::1|${BE_ADDR}|tcp`), { ok: false, kind: 'unsupported', reason: `datapath check needs the VIP and the backend in one family (2001:db8::1, ${BE_ADDR}): plain check only` });
   t.equal((await routes.installedRules()).length, 1, 'only the good pair has a rule');
 
   // a backend that gains, then loses, its route: looked up again on every ensure()

@@ -44,6 +44,13 @@ t.test('the environment names the target; argv reaches the command untouched (no
   t.match(literal.detail, /\/nonexistent\/\$HOME;`id`\*/, `the argument was not expanded: ${literal.detail}`);
 });
 
+t.test('IPv6: the environment carries the addresses as written in the config', async (t) => {
+  const v6 = { service: { name: 'web6', vip: '2001:db8::10', port: 443, proto: 'tcp' as const, mode: 'l2dsr' as const }, backend: { address: '2001:db8::11' } };
+  t.same(execEnv(v6, mkCheck()), { XDPLB_BACKEND: '2001:db8::11', XDPLB_PORT: '443', XDPLB_VIP: '2001:db8::10', XDPLB_SERVICE: 'web6' });
+  const r = await probeExec(v6, execCheck(['sh', '-c', 'printf "%s %s %s\\n" "$XDPLB_BACKEND" "$XDPLB_PORT" "$XDPLB_VIP" >&2; exit 4']), never);
+  t.equal(r.detail, 'exit 4: 2001:db8::11 443 2001:db8::10');
+});
+
 t.test(`only the last ${STDERR_TAIL_BYTES} bytes of stderr`, async (t) => {
   const r = await probeExec(target, execCheck(['sh', '-c', 'i=0; while [ $i -lt 300 ]; do printf "0123456789" >&2; i=$((i+1)); done; printf "THE-END" >&2; exit 2']), never);
   t.equal(r.ok, false);

@@ -59,3 +59,21 @@ t.test('leaves no handle behind (sockets, timers)', async (t) => {
   await sleep(50);
   t.same(grown(before, resources()), []);
 });
+
+t.test('IPv6: a listening port on ::1 connects, a closed one is refused', async (t) => {
+  const accepted: (string | undefined)[] = [];
+  const server = (await import('node:net')).createServer((s) => {
+    s.on('error', () => {});
+    accepted.push(s.remoteAddress);
+  });
+  await new Promise<void>((r) => server.listen(0, '::1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  const r = await probeTcp(loTarget(port, '::1'), mkCheck(), never);
+  t.same({ ok: r.ok, detail: r.detail }, { ok: true, detail: 'connected' });
+  t.ok(await until(() => accepted.length === 1, 2000), 'the IPv6 server saw the connection');
+  t.equal(accepted[0], '::1');
+  await new Promise<void>((r) => server.close(() => r()));
+  const closed = await probeTcp(loTarget(port, '::1'), mkCheck(), never);
+  t.same({ ok: closed.ok, detail: closed.detail }, { ok: false, detail: 'connect ECONNREFUSED' });
+});

@@ -81,3 +81,15 @@ t.test('check.port, abort, and no socket or timer left behind', async (t) => {
   after.set('UDPWrap', (after.get('UDPWrap') ?? 0) - 1);
   t.same(grown(before, after), []);
 });
+
+t.test('IPv6: an echo server on ::1 replies; nothing bound there is ICMPv6 port unreachable', async (t) => {
+  const sock: Socket = createSocket('udp6');
+  sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
+  await new Promise<void>((r) => sock.bind(0, '::1', r));
+  const port = sock.address().port;
+  const r = await probeUdp(loTarget(port, '::1'), udpCheck('reply'), never);
+  t.same({ ok: r.ok, detail: r.detail }, { ok: true, detail: `reply, ${PAYLOAD.length} bytes` });
+  await new Promise<void>((r) => sock.close(() => r()));
+  const gone = await probeUdp(loTarget(port, '::1'), udpCheck('no-unreachable'), never);
+  t.same({ ok: gone.ok, detail: gone.detail }, { ok: false, detail: 'ICMP port unreachable' });
+});

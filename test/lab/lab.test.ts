@@ -18,6 +18,7 @@ import {
   processAlive,
   run,
   stateDirOf,
+  udpRequests,
   REPO_ROOT,
   type Lab,
 } from '../../src/lab/index.js';
@@ -58,19 +59,48 @@ t.test('topology: pure description, validated', async (t) => {
     [['10.200.4.11', 'nat', [], null]],
     'a nat backend: no VIP, its gateway is the LB',
   );
-  t.same(topo.hosts.find((h) => h.role === 'lb')?.extraIfs, [{ segment: 'nat', ifname: 'eth1', addr: '10.200.4.1', routerPort: 'v-lbnat' }]);
+  t.same(topo.hosts.find((h) => h.role === 'lb')?.extraIfs, [{ segment: 'nat', ifname: 'eth1', addr: '10.200.4.1', addr6: 'fd00:200:4::1', routerPort: 'v-lbnat' }]);
   t.same(topo.serverPorts, { tcp: [80, 8080], udpEcho: [9000] }, 'backends serve the NAT target ports');
   const noNat = buildTopology({ prefix: 'abc-', natBackends: 0 });
   t.notOk(noNat.segments.some((s) => s.name === 'nat') || noNat.hosts.some((h) => h.extraIfs), 'natBackends 0: no nat segment, no second LB leg');
   t.same(noNat.router.routes, [{ dst: '10.200.100.0/24', via: '10.200.2.10' }]);
   t.same(
     topo.hosts.filter((h) => h.name === 'l2be2').map((h) => [h.addr, h.vips, h.prepMode]),
-    [['10.200.2.12', ['10.200.100.1'], 'l2dsr']],
+    [['10.200.2.12', ['10.200.100.1', 'fd00:200:100::1'], 'l2dsr']],
   );
   t.same(
-    topo.hosts.filter((h) => h.name === 'rtbe1').map((h) => [h.addr, h.vips, h.prepMode]),
-    [['10.200.3.11', ['10.200.100.2'], 'ipip']],
+    topo.hosts.filter((h) => h.name === 'rtbe1').map((h) => [h.addr, h.addr6, h.vips, h.prepMode]),
+    [['10.200.3.11', 'fd00:200:3::11', ['10.200.100.2', 'fd00:200:100::2', '10.200.100.5'], 'ipip']],
+    'routed backends hold the 6in6 and the 4in6 VIPs too',
   );
+  // IPv6 mirrors IPv4: 10.200.S.H is fd00:200:S::H.
+  t.same(
+    topo.segments.map((s) => [s.subnet, s.subnet6, s.gateway6]),
+    [
+      ['10.200.1.0/24', 'fd00:200:1::/64', 'fd00:200:1::1'],
+      ['10.200.2.0/24', 'fd00:200:2::/64', 'fd00:200:2::1'],
+      ['10.200.3.0/24', 'fd00:200:3::/64', 'fd00:200:3::1'],
+      ['10.200.4.0/24', 'fd00:200:4::/64', 'fd00:200:4::1'],
+    ],
+  );
+  t.same(topo.router.routes6, [{ dst: 'fd00:200:100::/64', via: 'fd00:200:2::10' }, { dst: 'fd00:200:4::/64', via: 'fd00:200:2::10' }]);
+  t.same(topo.hosts.find((h) => h.role === 'lb')?.extraIfs?.[0]?.addr6, 'fd00:200:4::1', 'the nat backends\' IPv6 gateway is the LB');
+  t.same(
+    topo.services.filter((s) => s.vip.includes(':') || s.backendFamily === 6).map((s) => `${s.vip} ${s.proto} ${s.mode}${s.fullNat ? ' full' : ''}`),
+    [
+      'fd00:200:100::1 tcp l2dsr', 'fd00:200:100::2 tcp ipip', 'fd00:200:100::3 tcp nat', 'fd00:200:100::3 udp nat',
+      'fd00:200:100::4 tcp nat full', 'fd00:200:100::4 udp nat full', '10.200.100.5 tcp ipip',
+    ],
+    'one IPv6 VIP per mode, and an IPv4 VIP over IPv6 (4in6)',
+  );
+  for (const bad of [
+    { vip: 'fd00:200:101::1', port: 80, proto: 'tcp', mode: 'l2dsr' },
+    { vip: 'fd00:200:100:0::1', port: 80, proto: 'tcp', mode: 'l2dsr' },
+    { vip: 'fd00:200:100::1', port: 80, proto: 'tcp', mode: 'l2dsr', backendFamily: 4 },
+    { vip: '10.200.100.9', port: 80, proto: 'tcp', mode: 'l2dsr', backendFamily: 6 },
+  ] as const) {
+    t.throws(() => buildTopology({ services: [bad] }), { code: 'ERR_LB_USAGE' }, JSON.stringify(bad));
+  }
   t.same(JSON.parse(JSON.stringify(topo)), topo, 'JSON-serialisable');
   for (const bad of ['', 'x', 'XLB-', 'a b-', 'toolongprefix-']) {
     t.throws(() => buildTopology({ prefix: bad }), { code: 'ERR_LB_USAGE' }, `prefix ${JSON.stringify(bad)}`);
@@ -150,6 +180,75 @@ t.test('the lab', async (t) => {
     }
   });
 
+  await t.test('IPv6: every interface has its twin address, not tentative; forwarding; the LB\'s gateway', async (t) => {
+    const hosts: [string, string, string][] = [
+      [lab.client, 'eth0', lab.clientAddr6],
+      [lab.lb.ns, 'eth0', lab.lb.addr6],
+      [lab.lb.ns, 'eth1', lab.lb.natIf?.addr6 ?? '?'],
+      ...lab.backends.map((b): [string, string, string] => [b.ns, 'eth0', b.addr6]),
+    ];
+    for (const [ns, ifname, addr] of hosts) {
+      const j = JSON.parse((await exec(ns, ['ip', '-j', '-6', 'addr', 'show', 'dev', ifname])).stdout) as {
+        addr_info: { local: string; prefixlen: number; tentative?: boolean; dadfailed?: boolean }[];
+      }[];
+      const info = j[0]?.addr_info ?? [];
+      const a = info.find((x) => x.local === addr);
+      t.same(a && [a.prefixlen, !!a.tentative, !!a.dadfailed], [64, false, false], `${ns}/${ifname} has ${addr}/64, usable at once`);
+      t.notOk(info.some((x) => x.tentative), `${ns}/${ifname}: no tentative address (DAD is off)`);
+    }
+    for (const ns of [lab.router, lab.lb.ns]) {
+      t.equal(await sysctlMax(ns, ['net.ipv6.conf.all.forwarding']), 1, `${ns} forwards IPv6`);
+    }
+    t.equal(await sysctlMax(lab.lb.ns, ['net.ipv6.conf.eth0.forwarding', 'net.ipv6.conf.eth1.forwarding']), 1);
+    const neigh = (await exec(lab.lb.ns, ['ip', '-6', 'neigh', 'show', 'dev', 'eth0', lab.lb.gateway.addr6])).stdout;
+    t.match(neigh, new RegExp(`lladdr ${lab.lb.gateway.mac} PERMANENT`), 'permanent IPv6 neighbour entry for the gateway');
+    const br = JSON.parse((await exec(lab.router, ['ip', '-j', '-d', 'link', 'show', 'type', 'bridge'])).stdout) as {
+      ifname: string; linkinfo?: { info_data?: { mcast_snooping?: number } };
+    }[];
+    t.same(br.map((b) => [b.ifname, b.linkinfo?.info_data?.mcast_snooping]), [['br0', 0], ['br1', 0], ['br2', 0]], 'no multicast snooping on the bridges');
+    const routes = (await exec(lab.router, ['ip', '-6', 'route', 'show'])).stdout;
+    t.match(routes, /^fd00:200:100::\/64 via fd00:200:2::10 /m, 'the IPv6 VIP range is routed to the LB');
+    t.match(routes, /^fd00:200:4::\/64 via fd00:200:2::10 /m, 'the nat segment is routed through the LB');
+  });
+
+  await t.test('IPv6: the client reaches every backend directly (curl -6, UDP echo), real address seen', async (t) => {
+    for (const b of lab.backends) {
+      const res = await clientRequests(lab, b.addr6, 80, 4, { concurrency: 2 });
+      t.same([res.byBackend, res.clientAddrs, res.failed], [{ [b.name]: 4 }, { [lab.clientAddr6]: 4 }, 0], `${b.addr6} answers as ${b.name} and sees ${lab.clientAddr6}`);
+    }
+    const nat = lab.backends.find((b) => b.segment === 'nat')!;
+    const udp = await udpRequests(lab, nat.addr6, 9000, 5, { concurrency: 2 });
+    t.same([udp.ok, udp.byBackend, udp.clientAddrs], [5, { [nat.name]: 5 }, { [lab.clientAddr6]: 5 }], 'UDP echo over IPv6 (through the LB as a plain router)');
+    const v4 = await udpRequests(lab, nat.addr, 9000, 3);
+    t.same(v4.clientAddrs, { [lab.clientAddr]: 3 }, 'the dual-stack echo reports an IPv4 client as IPv4');
+  });
+
+  await t.test('IPv6 VIPs on lo answer when a kernel route takes the VIP to one backend', async (t) => {
+    // No balancer here: a /128 in the router, more specific than the range's route to the LB, sends
+    // the VIP straight to one backend, which must take it as local and answer from it.
+    const cases = [
+      { vip: 'fd00:200:100::1', be: lab.backends.find((b) => b.name === 'l2be1')! },
+      { vip: 'fd00:200:100::2', be: lab.backends.find((b) => b.name === 'rtbe2')! },
+    ];
+    for (const { vip, be } of cases) {
+      const lo = (await exec(be.ns, ['ip', '-o', '-6', 'addr', 'show', 'dev', 'lo'])).stdout;
+      t.match(lo, new RegExp(`inet6 ${vip}/128 `), `${vip} is on lo of ${be.name}`);
+      await exec(lab.router, ['ip', '-6', 'route', 'add', `${vip}/128`, 'via', be.addr6]);
+      try {
+        const res = await clientRequests(lab, vip, 80, 6, { concurrency: 2 });
+        t.same([res.ok, res.byBackend, res.clientAddrs], [6, { [be.name]: 6 }, { [lab.clientAddr6]: 6 }], `${vip} answered by ${be.name}, client seen`);
+        const body = JSON.parse((await exec(lab.client, ['curl', '-s', '-g', '-6', '--max-time', '2', `http://[${vip}]/`])).stdout) as { local: string };
+        t.equal(body.local, vip, 'the backend answered from the VIP');
+      } finally {
+        await exec(lab.router, ['ip', '-6', 'route', 'del', `${vip}/128`, 'via', be.addr6]);
+      }
+    }
+    for (const b of lab.backends.filter((x) => x.segment !== 'nat')) {
+      const eth = (await exec(b.ns, ['ip', '-j', '-6', 'addr', 'show', 'dev', 'eth0'])).stdout;
+      for (const v of b.vips.filter((x) => x.includes(':'))) t.notOk(eth.includes(`"${v}"`), `${v} not on eth0 of ${b.name}`);
+    }
+  });
+
   await t.test('300 requests take a few seconds at most', async (t) => {
     const b = lab.backends[0];
     if (!b) throw new Error('no backend');
@@ -166,12 +265,12 @@ t.test('the lab', async (t) => {
     t.ok(lab.backends.filter((b) => b.segment === 'nat').every((b) => b.vips.length === 0), 'nat backends hold no VIP');
     for (const b of lab.backends.filter((x) => x.segment !== 'nat')) {
       t.ok(b.vips.length > 0, `${b.name} has VIPs`);
-      const lo = JSON.parse((await exec(b.ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'lo'])).stdout) as {
+      const lo = JSON.parse((await exec(b.ns, ['ip', '-j', 'addr', 'show', 'dev', 'lo'])).stdout) as {
         addr_info: { local: string }[];
       }[];
       const local = lo.flatMap((l) => l.addr_info.map((a) => a.local));
       for (const v of b.vips) t.ok(local.includes(v), `${v} on lo of ${b.name}`);
-      const eth = (await exec(b.ns, ['ip', '-j', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout;
+      const eth = (await exec(b.ns, ['ip', '-j', 'addr', 'show', 'dev', 'eth0'])).stdout;
       for (const v of b.vips) t.notOk(eth.includes(`"${v}"`), `${v} not on eth0 of ${b.name}`);
       t.equal(await sysctlMax(b.ns, ['net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.eth0.arp_ignore']), 1, `arp_ignore=1 on ${b.name}`);
       t.equal(await sysctlMax(b.ns, ['net.ipv4.conf.all.arp_announce', 'net.ipv4.conf.eth0.arp_announce']), 2, `arp_announce=2 on ${b.name}`);

@@ -42,8 +42,9 @@ t.test('lab up --json describes a lab that just works; lab down removes all of i
       t.equal(u.ok, 5, `${svc.name}: UDP echoes through ${svc.vip}:${svc.port}`);
       continue;
     }
-    const r = await exec(s.client, ['curl', '-s', '--max-time', '3', `http://${svc.vip}:${svc.port}/`], { allowFail: true });
-    t.equal(r.status, 0, `${svc.name}: ip netns exec ${s.client} curl http://${svc.vip}:${svc.port}/ works`);
+    const host = svc.vip.includes(':') ? `[${svc.vip}]` : svc.vip;
+    const r = await exec(s.client, ['curl', '-s', '-g', '--max-time', '3', `http://${host}:${svc.port}/`], { allowFail: true });
+    t.equal(r.status, 0, `${svc.name}: ip netns exec ${s.client} curl -g http://${host}:${svc.port}/ works`);
     t.match(r.stdout, /"backend":"/, `${svc.name}: a backend answered`);
   }
   const st = lbctl(['lab', 'status', '--prefix', PREFIX, '--json']);

@@ -1,6 +1,6 @@
 // scripts/server-prep.sh, run for real inside throw-away network namespaces.
-// Every command runs under `ip netns exec` or `ip -n` in a namespace xsp-<random> made here: nothing
-// touches the root namespace's interfaces or sysctls.
+// Every command runs under `ip netns exec` or `ip -n` in a namespace xsp-<random> or xsp6-<random>
+// (the IPv6 tests) made here: nothing touches the root namespace's interfaces or sysctls.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -52,9 +52,10 @@ interface Teardownable {
  * veth1 down (so the script leaves it alone). Deleted in t.teardown, also when the test fails.
  */
 class Netns {
-  readonly name = `xsp-${randomBytes(4).toString('hex')}`;
+  readonly name: string;
 
-  constructor(t: Teardownable) {
+  constructor(t: Teardownable, prefix = 'xsp-') {
+    this.name = `${prefix}${randomBytes(4).toString('hex')}`;
     sh('ip', ['netns', 'add', this.name]);
     t.teardown(() => {
       spawnSync('ip', ['netns', 'del', this.name]);
@@ -114,6 +115,11 @@ class Netns {
   }
 }
 
+
+/** The kernel's fallback tunnel devices in a namespace (none on the project's machine: no modules). */
+function kernelTunnels(ns: Netns): string[] {
+  return ['tunl0', 'ip6tnl0'].filter((d) => spawnSync('ip', ['-n', ns.name, 'link', 'show', 'dev', d]).status === 0);
+}
 
 const cannot = cannotRun();
 const opts = cannot ? { skip: cannot } : {};
@@ -293,7 +299,9 @@ t.test('bad input: exit 2, a clear message, nothing changed', opts, async (t) =>
     ['vip followed by a flag', ['add', '--vip', '--mode', 'l2dsr'], /--vip needs a value/],
     ['unknown flag', ['add', '--vip', '10.0.0.1', '--mode', 'l2dsr', '--force'], /unknown option '--force'/],
     ['one bad among good', ['add', '--vip', '10.0.0.1', '--vip', '10.0.0.x', '--mode', 'l2dsr'], /'10\.0\.0\.x'/],
-    ['IPv6 with ipip', ['add', '--vip', '2001:db8::1', '--mode', 'ipip'], /IPv6 VIPs support only --mode l2dsr/],
+    ['an IPv6 prefix', ['add', '--vip', '2001:db8::/64', '--mode', 'l2dsr'], /must be \/128/],
+    ['IPv6 link-local', ['add', '--vip', 'fe80::1', '--mode', 'ipip'], /not usable as a VIP/],
+    ['IPv4-mapped', ['add', '--vip', '::ffff:10.0.0.1', '--mode', 'l2dsr'], /IPv4-mapped/],
     ['no such interface', ['add', '--vip', '10.0.0.1', '--mode', 'l2dsr', '--dev', 'nosuch0'], /--dev 'nosuch0': no such interface/],
     ['persist on remove', ['remove', '--vip', '10.0.0.1', '--persist'], /--persist is only for add/],
     ['check without vip', ['check', '--mode', 'l2dsr'], /at least one --vip/],
@@ -311,18 +319,159 @@ t.test('bad input: exit 2, a clear message, nothing changed', opts, async (t) =>
   t.same(readdirSync(state), [], 'no state written');
 });
 
-t.test('IPv6 VIP (basic: /128 on lo)', opts, async (t) => {
-  const ns = new Netns(t);
+t.test('IPv6 VIPs: /128 on lo with nodad, ARP left alone, check reports the ND state', opts, async (t) => {
+  const ns = new Netns(t, 'xsp6-');
   const state = t.testdir();
   const before = ns.snapshot();
-  const add = ns.prep(['add', '--vip', '2001:DB8:0:0::0010', '--mode', 'l2dsr', '--state-dir', state]);
+  const add = ns.prep(['add', '--vip', '2001:DB8:0:0::0010', '--vip', 'fd00:200::1', '--mode', 'l2dsr', '--state-dir', state]);
   t.equal(add.status, 0, add.stderr);
-  t.match(add.stdout, /^added 2001:db8::10\/128 on lo$/m, 'written canonically');
-  t.match(ns.loAddrs(), /inet6 2001:db8::10\/128 /);
-  t.equal(ns.prep(['check', '--vip', '2001:db8::10', '--mode', 'l2dsr', '--state-dir', state]).status, 0);
-  const remove = ns.prep(['remove', '--vip', '2001:db8:0::10', '--state-dir', state]);
+  t.same(changeLines(add.stdout), ['added 2001:db8::10/128 on lo', 'added fd00:200::1/128 on lo'], 'written canonically; nothing else changes');
+  t.notMatch(add.stdout, /arp_/, 'IPv6 only: no ARP sysctl is touched');
+  const lo = JSON.parse(ns.exec('ip', '-j', '-6', 'addr', 'show', 'dev', 'lo')) as { addr_info: { local: string; prefixlen: number; nodad?: boolean; tentative?: boolean }[] }[];
+  const vip = lo[0]?.addr_info.find((a) => a.local === '2001:db8::10');
+  t.same(vip && { prefixlen: vip.prefixlen, nodad: vip.nodad, tentative: vip.tentative }, { prefixlen: 128, nodad: true, tentative: undefined }, '/128, nodad, never tentative');
+
+  const args = ['--vip', '2001:db8::10', '--mode', 'l2dsr', '--state-dir', state];
+  const check = ns.prep(['check', ...args, '--json']);
+  t.equal(check.status, 0, check.stdout);
+  t.same((JSON.parse(check.stdout) as CheckJson).checks, [
+    { name: 'lo up', ok: true, detail: 'up' },
+    { name: 'vip 2001:db8::10/128 on lo', ok: true, detail: 'present' },
+    { name: 'vip 2001:db8::10/128 not ND-proxied', ok: true, detail: 'no proxy entry' },
+  ]);
+
+  // The one way this host would answer neighbour solicitations for the VIP: a proxy entry.
+  ns.exec('ip', '-6', 'neigh', 'add', 'proxy', '2001:db8::10', 'dev', 'veth0');
+  const proxied = ns.prep(['check', ...args]);
+  t.equal(proxied.status, 1);
+  t.match(proxied.stdout, /^missing\s+vip 2001:db8::10\/128 not ND-proxied\s+proxy entry on veth0: this host answers neighbour solicitations for it$/m);
+  ns.exec('ip', '-6', 'neigh', 'del', 'proxy', '2001:db8::10', 'dev', 'veth0');
+  // Also on a real interface: it would answer ND there.
+  ns.exec('ip', '-6', 'addr', 'add', '2001:db8::10/128', 'dev', 'veth0', 'nodad');
+  const elsewhere = ns.prep(['check', ...args]);
+  t.equal(elsewhere.status, 1);
+  t.match(elsewhere.stdout, /^missing\s+vip 2001:db8::10\/128 only on lo\s+also on veth0 \(that interface would answer ARP\/ND for it\)$/m);
+  ns.exec('ip', '-6', 'addr', 'del', '2001:db8::10/128', 'dev', 'veth0');
+
+  // An IPv4 VIP next to them: ARP now; removing it restores ARP although the IPv6 VIPs stay.
+  const v4 = ns.prep(['add', '--vip', '10.0.0.60', '--mode', 'l2dsr', '--state-dir', state]);
+  t.equal(v4.status, 0, v4.stderr);
+  t.match(v4.stdout, /^arp_ignore all: 0 -> 1$/m);
+  const rm4 = ns.prep(['remove', '--vip', '10.0.0.60', '--state-dir', state]);
+  t.equal(rm4.status, 0, rm4.stderr);
+  t.match(rm4.stdout, /^arp_ignore all: 1 -> 0 \(restored\)$/m, 'no IPv4 VIP left: ARP restored');
+  t.match(ns.loAddrs(), /inet6 2001:db8::10\/128 /, 'the IPv6 VIPs stay');
+
+  const remove = ns.prep(['remove', '--vip', '2001:db8:0::10', '--vip', 'fd00:200::1', '--state-dir', state]);
   t.equal(remove.status, 0, remove.stderr);
-  t.match(remove.stdout, /^removed 2001:db8::10\/128 from lo$/m);
+  t.same(changeLines(remove.stdout), ['removed 2001:db8::10/128 from lo', 'removed fd00:200::1/128 from lo']);
+  t.equal(ns.snapshot(), before, 'addresses, sysctls and links exactly as before');
+  t.same(readdirSync(state), [], 'state file gone');
+});
+
+/**
+ * Two namespaces on one veth: `be` (the backend, VIP on lo by server-prep) and `peer` (any other
+ * host on the segment). The VIP and be's own address share their low 24 bits, so they share one
+ * solicited-node group: be's eth0 has joined it and takes a solicitation for the VIP in, and it is
+ * ndisc_recv_ns()'s strict lookup, not the multicast filter, that must keep quiet.
+ */
+t.test('neighbour discovery neither answers for nor announces an IPv6 VIP', opts, async (t) => {
+  const be = new Netns(t, 'xsp6-');
+  const peer = new Netns(t, 'xsp6-');
+  const state = t.testdir();
+  const VIP = '2001:db8:100::10';
+  const BE = '2001:db8:1::10';
+  const OTHER = '2001:db8:2::10'; // the control: on be's eth0, same solicited-node group as the VIP
+  const PEER = '2001:db8:1::2';
+  for (const n of [be, peer]) n.exec('sysctl', '-q', '-w', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0');
+  sh('ip', ['-n', be.name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peer.name]);
+  be.exec('ip', '-6', 'addr', 'add', `${BE}/64`, 'dev', 'eth0', 'nodad');
+  be.exec('ip', '-6', 'addr', 'add', `${OTHER}/128`, 'dev', 'eth0', 'nodad');
+  peer.exec('ip', '-6', 'addr', 'add', `${PEER}/64`, 'dev', 'eth0', 'nodad');
+  for (const n of [be, peer]) n.exec('ip', 'link', 'set', 'eth0', 'up');
+  const add = be.prep(['add', '--vip', VIP, '--mode', 'l2dsr', '--dev', 'eth0', '--state-dir', state]);
+  t.equal(add.status, 0, add.stderr);
+  const beMac = (JSON.parse(be.exec('ip', '-j', 'link', 'show', 'dev', 'eth0')) as { address: string }[])[0]?.address ?? '';
+  const nd = (): { ns: number; na: number } => {
+    const out = be.exec('nstat', '-asz', 'Icmp6InNeighborSolicits', 'Icmp6OutNeighborAdvertisements');
+    const get = (k: string): number => Number(new RegExp(`^${k}\\s+(\\d+)`, 'm').exec(out)?.[1] ?? 'NaN');
+    return { ns: get('Icmp6InNeighborSolicits'), na: get('Icmp6OutNeighborAdvertisements') };
+  };
+  const neigh = (addr: string): string => peer.exec('ip', '-6', 'neigh', 'show', addr, 'dev', 'eth0').trim();
+  const ping = (n: Netns, ...args: string[]): number | null =>
+    spawnSync('ip', ['netns', 'exec', n.name, 'ping', '-6', '-n', '-q', '-c', '1', '-W', '3', ...args], { timeout: 10_000 }).status;
+
+  // Control: the same kind of solicitation for an address on be's eth0 is answered.
+  peer.exec('ip', '-6', 'route', 'add', `${OTHER}/128`, 'dev', 'eth0');
+  const c0 = nd();
+  t.equal(ping(peer, OTHER), 0, 'control: an address on the interface answers');
+  const c1 = nd();
+  t.ok(c1.na > c0.na, `control: be sent a neighbour advertisement (${c1.na - c0.na})`);
+  t.match(neigh(OTHER), new RegExp(`lladdr ${beMac}`), 'control: the peer learned be\'s MAC');
+
+  // The VIP, on-link from the peer's point of view: solicitations arrive, nothing answers them.
+  peer.exec('ip', '-6', 'route', 'add', `${VIP}/128`, 'dev', 'eth0');
+  const v0 = nd();
+  t.not(ping(peer, VIP), 0, 'the VIP does not answer the peer (no advertisement, so no echo)');
+  const v1 = nd();
+  t.ok(v1.ns > v0.ns, `be received the solicitations for the VIP (${v1.ns - v0.ns})`);
+  t.equal(v1.na - v0.na, 0, 'be sent no neighbour advertisement');
+  t.notMatch(neigh(VIP), /lladdr/, `the peer has no MAC for the VIP (${neigh(VIP)})`);
+
+  // be answers from the VIP (as a DSR backend does): its solicitation for the peer must not carry
+  // the VIP as source, or the peer would learn the VIP at be's MAC.
+  peer.exec('ip', '-6', 'neigh', 'flush', 'dev', 'eth0');
+  be.exec('ip', '-6', 'neigh', 'flush', 'dev', 'eth0');
+  peer.exec('ip', '-6', 'route', 'replace', `${VIP}/128`, 'via', BE, 'dev', 'eth0');
+  t.equal(ping(be, '-I', VIP, PEER), 0, 'be pings the peer from the VIP and gets the reply');
+  const learned = peer.exec('ip', '-6', 'neigh', 'show', 'dev', 'eth0');
+  t.notMatch(learned, new RegExp(`^${VIP} `, 'm'), 'the peer never learned the VIP as a neighbour');
+  t.match(learned, new RegExp(`lladdr ${beMac}`), `it learned be's own address instead:\n${learned}`);
+
+  const rm = be.prep(['remove', '--vip', VIP, '--state-dir', state]);
+  t.equal(rm.status, 0, rm.stderr);
+});
+
+t.test('ipip with IPv6 (6in6) and IPv4 (4in6) VIPs, no tunnel driver: the XDP decap program', opts, async (t) => {
+  const obj = decapObject();
+  if (!obj) {
+    t.plan(0, 'no build/bpf/decap.bpf.o or xdp_pass.bpf.o: run make bpf');
+    return;
+  }
+  const ns = new Netns(t, 'xsp6-');
+  if (kernelTunnels(ns).length > 0) {
+    t.plan(0, `this kernel has ${kernelTunnels(ns).join(' and ')}: the fallback is not used`);
+    return;
+  }
+  const state = t.testdir();
+  const before = ns.snapshot();
+  const args = ['--vip', '2001:db8::40', '--vip', '10.0.0.44', '--mode', 'ipip', '--state-dir', state, '--decap-obj', obj];
+  const add = ns.prep(['add', ...args]);
+  t.equal(add.status, 0, add.stderr);
+  t.match(add.stdout, /^added 2001:db8::40\/128 on lo$/m);
+  t.match(add.stdout, /^attached XDP decap .+ to veth0 \(prog id \d+, xdp\)$/m);
+  t.equal(ns.sysctl('all', 'rp_filter'), '0', 'decap before the stack: no rp_filter change');
+
+  const check = ns.prep(['check', ...args, '--json']);
+  t.equal(check.status, 0, check.stdout);
+  t.same(
+    (JSON.parse(check.stdout) as CheckJson).checks.map((c) => c.name),
+    [
+      'lo up',
+      'vip 2001:db8::40/128 on lo',
+      'vip 2001:db8::40/128 not ND-proxied',
+      'vip 10.0.0.44/32 on lo',
+      'arp_ignore all',
+      'arp_announce all',
+      'arp_ignore veth0',
+      'arp_announce veth0',
+      'xdp decap on veth0',
+    ],
+  );
+
+  const remove = ns.prep(['remove', '--vip', '2001:db8::40', '--vip', '10.0.0.44', '--state-dir', state]);
+  t.equal(remove.status, 0, remove.stderr);
+  t.match(remove.stdout, /^detached XDP decap from veth0 \(prog id \d+\)$/m);
   t.equal(ns.snapshot(), before);
 });
 
@@ -333,8 +482,8 @@ t.test('ipip without a kernel ipip driver: the XDP decap program is attached', o
     return;
   }
   const ns = new Netns(t);
-  if (spawnSync('ip', ['-n', ns.name, 'link', 'show', 'dev', 'tunl0']).status === 0) {
-    t.plan(0, 'this kernel has an ipip driver (tunl0): the fallback is not used');
+  if (kernelTunnels(ns).length > 0) {
+    t.plan(0, `this kernel has ${kernelTunnels(ns).join(' and ')}: the fallback is not used`);
     return;
   }
   const state = t.testdir();
@@ -371,7 +520,7 @@ t.test('ipip without a kernel ipip driver: the XDP decap program is attached', o
 
   const gone = ns.prep(['check', ...args]);
   t.equal(gone.status, 1);
-  t.match(gone.stdout, /^missing\s+xdp decap on veth0\s+no tunl0 \(no ipip driver\) and no XDP program on veth0$/m);
+  t.match(gone.stdout, /^missing\s+xdp decap on veth0\s+no tunl0 or ip6tnl0 \(no ipip or ip6_tunnel driver\) and no XDP program on veth0$/m);
 });
 
 t.test('ipip: refuses to replace a foreign XDP program, changes nothing', opts, async (t) => {
@@ -405,12 +554,12 @@ t.test('ipip with neither an ipip driver nor a decap object fails clearly', opts
   copyFileSync(SCRIPT, lonely);
   const before = ns.snapshot();
   const r = ns.prep(['add', '--vip', '10.0.0.42', '--mode', 'ipip', '--state-dir', state], { script: lonely });
-  if (/unchanged: tunl0|tunl0: down -> up/.test(r.stdout)) {
-    t.plan(0, 'this kernel has an ipip driver');
+  if (/(unchanged: |^)(ip6)?tunl0|ip6tnl0/m.test(r.stdout)) {
+    t.plan(0, 'this kernel has an ipip or ip6_tunnel driver');
     return;
   }
   t.equal(r.status, 1);
-  t.match(r.stderr, /this kernel has no ipip driver .* and no XDP decap object was found \(tried: .*decap\.bpf\.o/);
+  t.match(r.stderr, /this kernel has no ipip or ip6_tunnel driver .* and no XDP decap object was found \(tried: .*decap\.bpf\.o/);
   t.equal(ns.snapshot(), before);
 });
 

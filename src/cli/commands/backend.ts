@@ -34,13 +34,13 @@ export function registerBackend(program: Command): void {
   const path = (svc: string, addr?: string) => `/v1/services/${enc(svc)}/backends${addr ? `/${enc(addr)}` : ''}`;
   be.command('add')
     .description('add a backend to a service')
-    .argument('<service>', 'name or VIP:PORT/PROTO')
-    .argument('<address>', 'the backend\'s address')
+    .argument('<service>', 'name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
+    .argument('<address>', 'the backend\'s address, IPv4 or IPv6 (ipip: an IPv4 VIP may have IPv6 backends)')
     .option('-w, --weight <n>', 'weight, 0-65535 (0 = drain)')
     .option('--port <n>', 'nat only: the backend port')
     .option('--mac <mac>', 'l2dsr only: skip neighbour resolution')
     .option('--json', 'print the apply report as JSON')
-    .addHelpText('after', '\nExample:\n  lbctl backend add web 10.0.0.13 --weight 2')
+    .addHelpText('after', '\nExamples:\n  lbctl backend add web 10.0.0.13 --weight 2\n  lbctl backend add \'[2001:db8::10]:443\' 2001:db8::13')
     .action(
       act(async (svc: string, address: string, o: BeOpts, cmd: Command) => {
         const { report } = await api(cmd)<{ report: ApplyReport }>('POST', path(svc), { backend: { address, ...beFields(o) } });
@@ -49,8 +49,8 @@ export function registerBackend(program: Command): void {
     );
   be.command('set')
     .description('change a backend (weight 0 drains it)')
-    .argument('<service>', 'name or VIP:PORT/PROTO')
-    .argument('<address>', 'the backend\'s address')
+    .argument('<service>', 'name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
+    .argument('<address>', 'the backend\'s address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) when a nat service has it on several ports')
     .option('-w, --weight <n>', 'weight, 0-65535 (0 = drain)')
     .option('--port <n>', 'nat only: the backend port')
     .option('--mac <mac>', 'l2dsr only')
@@ -67,8 +67,8 @@ export function registerBackend(program: Command): void {
   be.command('del')
     .alias('delete')
     .description('delete a backend (its flows re-hash to the others; drain first to be gentle)')
-    .argument('<service>', 'name or VIP:PORT/PROTO')
-    .argument('<address>', 'the backend\'s address')
+    .argument('<service>', 'name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
+    .argument('<address>', 'the backend\'s address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) when a nat service has it on several ports')
     .option('--json', 'print the apply report as JSON')
     .action(
       act(async (svc: string, address: string, _o: object, cmd: Command) => {
@@ -78,8 +78,8 @@ export function registerBackend(program: Command): void {
     );
   be.command('drain')
     .description('weight 0: no new flows; established flows continue. --wait follows them down')
-    .argument('<service>', 'name or VIP:PORT/PROTO')
-    .argument('<address>', 'the backend\'s address')
+    .argument('<service>', 'name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
+    .argument('<address>', 'the backend\'s address; ADDRESS:PORT ([ADDRESS]:PORT for IPv6) when a nat service has it on several ports')
     .option('--wait', 'report the remaining active flows until none is left')
     .option('--timeout <seconds>', 'with --wait: give up after this long (exit 1)', '300')
     .option('--json', 'JSON for scripts')

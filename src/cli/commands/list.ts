@@ -22,7 +22,7 @@ export function registerList(program: Command): void {
     .command('list')
     .alias('ls')
     .description('services with their backends: weight, health, ring share, active flows (like ipvsadm -L -n)')
-    .argument('[service]', 'one service: its name or VIP:PORT/PROTO')
+    .argument('[service]', 'one service: its name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
     .option('--stats', 'add packet, byte and new-flow counters')
     .option('--rate', 'add rates (packets/s, bits/s, new flows/s) over the last 2 s')
     .option('--json', 'JSON for scripts')
@@ -36,13 +36,14 @@ counts flow-table entries seen in the last 30 s; Health is up, down, unknown or 
 Examples:
   lbctl list
   lbctl list web --stats --rate
-  lbctl list 10.0.0.10:80/tcp --json`,
+  lbctl list 10.0.0.10:80/tcp --json
+  lbctl list '[2001:db8::10]:443'`,
     )
     .action(act(list));
   program
     .command('get')
     .description('one service, like `list SERVICE`')
-    .argument('<service>', 'its name or VIP:PORT/PROTO')
+    .argument('<service>', 'its name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
     .option('--stats', 'add counters')
     .option('--rate', 'add rates')
     .option('--json', 'JSON for scripts')

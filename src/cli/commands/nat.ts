@@ -2,14 +2,31 @@ import type { Command } from 'commander';
 import type { NatConnection, NatCount } from '../../dataplane/nat.js';
 import { LbError } from '../../errors.js';
 import { act, api } from '../context.js';
-import { table } from '../output.js';
+import { hostPort as ep, table } from '../output.js';
 
-interface NatAnswer {
+export interface NatAnswer {
   count: NatCount;
   connections: NatConnection[];
 }
 
-const ep = (a: string, p: number) => `${a.includes(':') ? `[${a}]` : a}:${p}`;
+
+/** The `lbctl nat list` table and its count line. */
+export function formatNat(r: NatAnswer): string {
+  const rows = [['Prot', 'Client', 'VIP', 'Source seen by backend', 'Backend', 'State', 'Idle', 'Expires']];
+  for (const c of r.connections) {
+    rows.push([
+      c.proto.toUpperCase(),
+      ep(c.client, c.clientPort),
+      ep(c.vip, c.vipPort),
+      c.fullNat ? ep(c.source, c.sourcePort) : '(client)',
+      ep(c.backend, c.backendPort),
+      c.state,
+      `${(c.idleMs / 1000).toFixed(1)}s`,
+      c.expiresInMs > 0 ? `${(c.expiresInMs / 1000).toFixed(0)}s` : 'expired',
+    ]);
+  }
+  return `${table(rows)}\n${countText(r.count)}`;
+}
 
 function countText(c: NatCount): string {
   const states = Object.entries(c.byState).filter(([, n]) => n > 0).map(([s, n]) => `${s} ${n}`).join(', ');
@@ -21,7 +38,7 @@ export function registerNat(program: Command): void {
   nat
     .command('list')
     .alias('ls')
-    .description('NAT connections, both sides of each translation (like conntrack -L)')
+    .description('NAT connections, both sides of each translation (like conntrack -L); IPv6 as [addr]:port')
     .option('--limit <n>', 'at most this many', '1000')
     .option('--json', 'JSON for scripts')
     .addHelpText('after', '\nExample:\n  lbctl nat list --limit 20')
@@ -29,20 +46,7 @@ export function registerNat(program: Command): void {
       act(async (o: { limit: string }, cmd: Command) => {
         if (!/^\d+$/.test(o.limit)) throw new LbError('ERR_LB_USAGE', `--limit ${o.limit} is not a whole number`);
         const r = await api(cmd)<NatAnswer>('GET', `/v1/nat?limit=${o.limit}`);
-        const rows = [['Prot', 'Client', 'VIP', 'Source seen by backend', 'Backend', 'State', 'Idle', 'Expires']];
-        for (const c of r.connections) {
-          rows.push([
-            c.proto.toUpperCase(),
-            ep(c.client, c.clientPort),
-            ep(c.vip, c.vipPort),
-            c.fullNat ? ep(c.source, c.sourcePort) : '(client)',
-            ep(c.backend, c.backendPort),
-            c.state,
-            `${(c.idleMs / 1000).toFixed(1)}s`,
-            c.expiresInMs > 0 ? `${(c.expiresInMs / 1000).toFixed(0)}s` : 'expired',
-          ]);
-        }
-        return { data: r, text: `${table(rows)}\n${countText(r.count)}` };
+        return { data: r, text: formatNat(r) };
       }),
     );
   nat

@@ -50,7 +50,10 @@ export function registerService(program: Command): void {
     .addOption(checkOpt())
     .option('-b, --backend <address>', 'a backend (repeat for more), weight 1', (v: string, acc: string[] = []) => [...acc, v])
     .option('--json', 'print the apply report as JSON')
-    .addHelpText('after', '\nExample:\n  lbctl service add 10.0.0.10:80 --mode l2dsr --name web -b 10.0.0.11 -b 10.0.0.12')
+    .addHelpText(
+      'after',
+      "\nExamples:\n  lbctl service add 10.0.0.10:80 --mode l2dsr --name web -b 10.0.0.11 -b 10.0.0.12\n  lbctl service add '[2001:db8::10]:443' --mode l2dsr -b 2001:db8::11   # quote the brackets for the shell",
+    )
     .action(
       act(async (vp: string, o: SvcOpts, cmd: Command) => {
         const { vip, port, proto } = parseVipPort(vp);
@@ -69,7 +72,7 @@ export function registerService(program: Command): void {
   svc
     .command('set')
     .description('change a service\'s options')
-    .argument('<service>', 'name or VIP:PORT/PROTO')
+    .argument('<service>', 'name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
     .addOption(modeOpt())
     .option('--hash-source-only', 'hash the client address only')
     .option('--no-hash-source-only', 'hash the whole 5-tuple')
@@ -89,7 +92,7 @@ export function registerService(program: Command): void {
     .command('del')
     .alias('delete')
     .description('delete a service (its VIP stops being balanced at once)')
-    .argument('<service>', 'name or VIP:PORT/PROTO')
+    .argument('<service>', 'name or VIP:PORT/PROTO ([VIP]:PORT/PROTO for IPv6)')
     .option('--json', 'print the apply report as JSON')
     .action(
       act(async (key: string, _o: object, cmd: Command) => {
