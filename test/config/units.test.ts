@@ -45,9 +45,14 @@ t.test('addresses', async (t) => {
     ['239.1.1.1', 'multicast'],
     ['ff05::2', 'multicast'],
     ['255.255.255.255', 'broadcast'],
+    ['fe80::1', 'link-local'],
+    ['febf:ffff::1', 'link-local'],
   ] as const) {
-    t.match(checkUnicastIp(a), { error: new RegExp(`is a ${what} address`) }, a);
+    t.match(checkUnicastIp(a), { error: new RegExp(`^"${a}" is an? ${what} address$`) }, a);
   }
+  t.equal((checkUnicastIp('::') as { error: string }).error, '"::" is an unspecified address', 'an, before a vowel');
+  t.same(checkUnicastIp('fec0::1'), { value: { address: 'fec0::1', family: 6 } }, 'just above fe80::/10 is not link-local');
+  t.same(checkUnicastIp('fd00::1'), { value: { address: 'fd00::1', family: 6 } }, 'unique local is fine');
   t.same(checkUnicastIp('192.168.1.1'), { value: { address: '192.168.1.1', family: 4 } });
   t.same(checkMac('02-AA-bb-00-00-01'), { value: '02:aa:bb:00:00:01' });
   t.match(checkMac('00:00:00:00:00:00'), { error: /all-zero/ });
