@@ -4,7 +4,7 @@ import type { ServiceView } from '../../daemon/daemon.js';
 import { DEFAULT_PREFIX, labDown, labStatus, labUp, stateDirOf } from '../../lab/index.js';
 import { labSummary, readLabDaemon, startLabDaemon, stopLabDaemon, waitLabHealthy } from '../../lab/daemon.js';
 import { act } from '../context.js';
-import { formatServices, table } from '../output.js';
+import { formatServices, hostPort, table } from '../output.js';
 
 export function registerLab(program: Command): void {
   const lab = program
@@ -54,7 +54,8 @@ Examples:
           views.length ? formatServices(views) : '(no daemon)',
           '',
           'try:',
-          ...s.services.map((x) => `  ip netns exec ${s.client} curl http://${x.vip}:${x.port}/    # ${x.mode}`),
+          // -g: curl would read an IPv6 VIP's brackets as a glob.
+          ...s.services.map((x) => `  ip netns exec ${s.client} curl -g http://${hostPort(x.vip, x.port)}/    # ${x.mode}`),
           ...(d ? [`  lbctl --socket ${d.socket} list --stats`] : []),
           `  lbctl lab down${o.prefix === DEFAULT_PREFIX ? '' : ` --prefix ${o.prefix}`}`,
         ].join('\n');
