@@ -30,8 +30,10 @@
  * then finds the record, and the reader trusts nothing it did not compare: it loads the first
  * word, the address and the value, loads the first word again, and answers from the record only
  * if the word did not change (the copy is one record's, not a mix of two) and the record's port,
- * protocol and full address are the packet's. A record is a hint no more than a slot is: whatever
- * it holds, the answer is the hash map's or this key's own value.
+ * protocol and full address are the packet's. So a record checks itself: whatever a slot holds
+ * (another key's record, a torn rewrite), the answer is the hash map's or this key's own value.
+ * It rests on the same in-order loads as above; the 32-bit count could only fool a reader that
+ * slept through 2^31 rewrites of one record.
  * Ordering for records: a record names a key only while the hash map holds that key: it is
  * written after the service is in the hash map, and invalidated before the service leaves it.
  * Every store to a record's first word (invalidate, then publish) changes its sequence count,
