@@ -165,7 +165,7 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 	}
 
 	flow_probe_start(&probe, &flow);
-	svc = service_lookup(&key, &svc_copy); /* the hash map: the index holds IPv4 keys only */
+	svc = service_lookup6(&key, flow.vip, &svc_copy); /* flow.vip: the key's VIP, folded */
 	if (!svc) {
 		*reason = LB_R_PASS_NOT_SERVICE;
 		goto not_service;

@@ -7,9 +7,9 @@
  * one 64-bit word per slot, holding the whole IPv4 key and the service id, plus the services'
  * values by id. Both are written by the control plane (src/dataplane/svcindex.ts) through mmap
  * with single 8-byte stores. The hash map stays the source of truth: a key that is not in its
- * slot (an IPv6 service, two services folding to one slot, an id past LB_SVC_INDEX_IDS, a control
- * plane that never fills the index) is looked up there, so the index can only make a lookup
- * faster, never different.
+ * slot (two services folding to one slot, an id past LB_SVC_INDEX_IDS, a control plane that
+ * never fills the index) is looked up there, so the index can only make a lookup faster, never
+ * different.
  *
  * Slot word (host order): bits 63..32 VIP as loaded from the packet, 31..16 port as loaded,
  * bit 15 valid, bit 14 UDP (else TCP), bits 13..0 service id. 0 is an empty slot.
@@ -20,6 +20,24 @@
  * again: if it still holds the same word, the copy belongs to that key. That argument needs loads
  * to stay in program order, which x86 guarantees (the only target we build for); a weakly ordered
  * CPU would need load-acquire there.
+ *
+ * IPv6 (service_lookup6): a 128-bit VIP does not fit a word, and a folded one cannot tell two
+ * VIPs apart, nor can a slot word plus a re-load: the same (fold, port, protocol, id) word could
+ * name one VIP before a reader's first load and another by its second (an id handed from a VIP to
+ * another with an equal fold), with the copy taken from either. So IPv6 keys get records of their
+ * own, struct lb_svc_rec6, direct-mapped by the slot hash of (lb_fold6(VIP), port, protocol): the
+ * whole key and the value, guarded by a sequence count in the record's first word. One array load
+ * then finds the record, and the reader trusts nothing it did not compare: it loads the first
+ * word, the address and the value, loads the first word again, and answers from the record only
+ * if the word did not change (the copy is one record's, not a mix of two) and the record's port,
+ * protocol and full address are the packet's. So a record checks itself: whatever a slot holds
+ * (another key's record, a torn rewrite), the answer is the hash map's or this key's own value.
+ * It rests on the same in-order loads as above; the 32-bit count could only fool a reader that
+ * slept through 2^31 rewrites of one record.
+ * Ordering for records: a record names a key only while the hash map holds that key: it is
+ * written after the service is in the hash map, and invalidated before the service leaves it.
+ * Every store to a record's first word (invalidate, then publish) changes its sequence count,
+ * so a reader that overlaps any rewrite sees the word change. IPv4 does not pay for any of this.
  */
 #ifndef LB_SVCINDEX_H
 #define LB_SVCINDEX_H
@@ -91,6 +109,63 @@ static __always_inline struct lb_service *service_lookup(const struct lb_service
 				__builtin_memcpy(copy, &val, sizeof(*copy));
 				if (*(volatile __u64 *)sw == w)
 					return copy;
+			}
+		}
+	}
+	return bpf_map_lookup_elem(&services, key);
+}
+
+/*
+ * An IPv6 service's record, in host order. word: bits 63..32 a sequence count the control plane
+ * advances on every store of the word, 31..16 port as loaded, bit 15 valid, bit 14 UDP; the
+ * low 32 bits are built like the IPv4 slot word's, without an id (the record has the value).
+ * addr: the VIP's 16 bytes as loaded from the packet. value: the struct lb_service the hash map
+ * holds for the key, as one word.
+ */
+struct lb_svc_rec6 {
+	__u64 word;
+	__u64 addr[2];
+	__u64 value;
+};
+_Static_assert(sizeof(struct lb_svc_rec6) == 32, "lb_svc_rec6 size (svcindex.ts)");
+
+#define LB_SVC_REC6_KEY_MASK 0xffffffffULL
+
+/* As many records as IPv4 slots: the same few collisions for a few hundred IPv6 services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LB_SVC_INDEX_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct lb_svc_rec6);
+} svc_index6 SEC(".maps");
+
+/*
+ * The service for an IPv6 key, or NULL, like service_lookup(). fold: lb_fold6(key->addr), which
+ * the caller has already computed for the VIP filter and the flow hash.
+ */
+static __always_inline struct lb_service *service_lookup6(const struct lb_service_key *key, __u32 fold,
+							  struct lb_service *copy)
+{
+	__u64 kw = ((__u64)key->port << 16) | LB_SVC_SLOT_VALID |
+		   (key->proto == IPPROTO_UDP ? LB_SVC_SLOT_UDP : 0);
+	__u32 slot = (__u32)(((((__u64)fold << 32) | kw) * LB_SVC_INDEX_MULT) >> (64 - LB_SVC_INDEX_SHIFT));
+	struct lb_svc_rec6 *r = bpf_map_lookup_elem(&svc_index6, &slot);
+
+	if (r) {
+		__u64 w = *(volatile __u64 *)&r->word;
+
+		if ((w & LB_SVC_REC6_KEY_MASK) == kw) {
+			__u64 a0 = *(volatile __u64 *)&r->addr[0];
+			__u64 a1 = *(volatile __u64 *)&r->addr[1];
+			__u64 val = *(volatile __u64 *)&r->value;
+
+			/* key->addr is only 4-byte aligned: compare it word by word. */
+			if (*(volatile __u64 *)&r->word == w &&
+			    (__u32)a0 == key->addr[0] && (__u32)(a0 >> 32) == key->addr[1] &&
+			    (__u32)a1 == key->addr[2] && (__u32)(a1 >> 32) == key->addr[3]) {
+				__builtin_memcpy(copy, &val, sizeof(*copy));
+				return copy;
 			}
 		}
 	}

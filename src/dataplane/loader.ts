@@ -56,6 +56,7 @@ export const MAP_NAMES = [
   'tx_ports',
   'svc_index',
   'svc_by_id',
+  'svc_index6',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 
@@ -115,7 +116,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
     if (opts.pinDir) for (const m of MAP_NAMES) if (m !== 'tx_ports') obj.setPinPath(m, join(opts.pinDir, m));
     obj.load();
     const maps = Object.fromEntries(MAP_NAMES.map((m) => [m, obj.map(m)])) as Record<MapName, BpfMap>;
-    const serviceIndex = new ServiceIndex(maps.svc_index.mmap(), maps.svc_by_id.mmap());
+    const serviceIndex = new ServiceIndex(maps.svc_index.mmap(), maps.svc_by_id.mmap(), maps.svc_index6.mmap());
     const dpMaps: DataplaneMaps = { ...maps, ringMemory: maps.rings.mmap(), serviceIndex };
     const flowMemory = maps.flows.mmap().subarray(0, geometry.flowBuckets * flowBucket.size);
     const dataplane = new Dataplane(dpMaps, { ringSize: geometry.ringSize, seed: geometry.seed, cpus: possibleCpus() });
@@ -146,6 +147,7 @@ export function loadBalancer(opts: Partial<Geometry> & { objectPath?: string; pi
         maps.flows.unmap();
         maps.svc_index.unmap();
         maps.svc_by_id.unmap();
+        maps.svc_index6.unmap();
         obj.close();
       },
     };
