@@ -56,8 +56,9 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes, int is_new)
  * (and fwd_ipip6 below it) would stack its frame on the entry's, which the IPv4 path and NAT
  * already fill to ~320 of the 512 bytes the verifier allows for the whole call chain; inlined,
  * the compiler overlaps its locals with the IPv4 branch's. Same steps as balance(): the VIP
- * filter on the folded destination comes before any extension header is walked, so non-VIP
- * IPv6 costs one fold and one bit test. Addresses enter the flow hash folded by lb_fold6(), so
+ * filter (on lb_filter6(), a XOR of the address's words) comes before any extension header is
+ * walked, so non-VIP IPv6 costs three XORs and one bit test. Addresses enter the flow hash folded
+ * by lb_fold6(), so
  * the flow table, the ring and hash-source-only work on one word as for IPv4.
  */
 static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, struct ipv6hdr *ip6, int vlan,
@@ -81,11 +82,11 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 		*reason = LB_R_PASS_MALFORMED;
 		return XDP_PASS;
 	}
-	vip = lb_fold6(ip6->daddr.in6_u.u6_addr32);
-	if (!vip_filter_hit(vip)) {
+	if (!vip_filter_hit(lb_filter6(ip6->daddr.in6_u.u6_addr32))) {
 		*reason = LB_R_PASS_NOT_VIP;
 		goto not_service;
 	}
+	vip = lb_fold6(ip6->daddr.in6_u.u6_addr32);
 
 	/* From here on the packet is addressed to a VIP: every oddity gets a counted verdict. */
 	*reason = LB_R_DROP_MALFORMED;
@@ -212,7 +213,7 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 not_service:
 	/* As for IPv4: a NAT reply is never to a VIP; its upper-layer header is behind the
 	 * extension headers, which only a filter hit pays for walking. */
-	if (__builtin_expect(nat_filter_hit(lb_fold6(ip6->saddr.in6_u.u6_addr32)), 0)) {
+	if (__builtin_expect(nat_filter_hit(lb_filter6(ip6->saddr.in6_u.u6_addr32)), 0)) {
 		if (!pkt.l4) {
 			plen = bpf_ntohs(ip6->payload_len);
 			proto = -1;

@@ -72,7 +72,7 @@ struct {
 	__type(value, struct lb_flow_bucket);
 } flows SEC(".maps");
 
-/* A bit per folded destination address (IPv6: of its lb_fold6()): lets non-VIP traffic pass
+/* A bit per folded destination address (IPv6: of its lb_filter6()): lets non-VIP traffic pass
  * without a hash lookup. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -147,7 +147,7 @@ struct {
 
 /*
  * A bit per folded NAT backend address (the VIP filter's fold, on the source; an IPv6 address is
- * first folded to 32 bits by lb_fold6()): replies come from backends, so traffic from anywhere
+ * first folded to 32 bits by lb_filter6()): replies come from backends, so traffic from anywhere
  * else skips the connection-table lookup.
  */
 struct {

@@ -17,7 +17,7 @@
  *    flowHash() does (src/dataplane/hash.ts), so tests and full-NAT port prediction agree.
  *
  * nat6_forward() takes a packet to a nat service's IPv6 VIP, nat6_reply() a packet from a NAT
- * backend's IPv6 address (nat_filter hit on lb_fold6(saddr)) that is not to a service; each
+ * backend's IPv6 address (nat_filter hit on lb_filter6(saddr)) that is not to a service; each
  * returns an XDP verdict and sets *reason. The caller (balance6() in balancer.bpf.c) has checked
  * the version and that the payload length fits the frame, and walked the extension headers:
  * p->l4 points behind them, and their bytes are neither read nor changed here (the L4 checksum

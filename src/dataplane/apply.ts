@@ -449,7 +449,7 @@ export class Dataplane {
         ringsBuilt++;
       }
       services.push({ id, key, value, ring, inputs });
-      const bit = vipFilterBit(svc.vip); // IPv6: the bit of its lb_fold6()
+      const bit = vipFilterBit(svc.vip); // IPv6: the bit of its lb_filter6()
       filter[bit >> 6] = (filter[bit >> 6] ?? 0n) | (1n << BigInt(bit & 63));
     }
     return { services, backends, filter, ringsBuilt };

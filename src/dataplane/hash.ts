@@ -84,13 +84,23 @@ export function fold6(w: readonly [number, number, number, number]): number {
   return (x[0] ^ x[1]) >>> 0;
 }
 
-/** The word the data path hashes for an address: the raw word for IPv4, lb_fold6() for IPv6. */
-export function rawAddr(addr: string): number {
-  if (isIPv4(addr)) return rawAddr4(addr);
+function words6(addr: string): [number, number, number, number] {
   if (!isIPv6(addr)) throw new TypeError(`not an IP address: ${addr}`);
   const b = Buffer.alloc(16);
   writeAddr(b, 0, addr);
-  return fold6([b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8), b.readUInt32LE(12)]);
+  return [b.readUInt32LE(0), b.readUInt32LE(4), b.readUInt32LE(8), b.readUInt32LE(12)];
+}
+
+/** The word the data path hashes for an address: the raw word for IPv4, lb_fold6() for IPv6. */
+export function rawAddr(addr: string): number {
+  return isIPv4(addr) ? rawAddr4(addr) : fold6(words6(addr));
+}
+
+/** The word the filters see for an address: the raw word for IPv4, lb_filter6() (XOR) for IPv6. */
+export function filterWord(addr: string): number {
+  if (isIPv4(addr)) return rawAddr4(addr);
+  const w = words6(addr);
+  return (w[0] ^ w[1] ^ w[2] ^ w[3]) >>> 0;
 }
 
 /** A port (host order number) as the raw 16-bit value the BPF program loads. */
@@ -120,7 +130,7 @@ export function ringHash(f: FlowTuple, seed: number, srcOnly: boolean): number {
 export const VIP_FILTER_SHIFT = 16;
 export const VIP_FILTER_WORDS = 1024;
 
-/** Bit index of an address in the VIP filter, as vip_filter_hit(). */
+/** Bit index of an address in the VIP filter (and the NAT reply filter), as vip_filter_hit(). */
 export function vipFilterBit(addr: string): number {
-  return Math.imul(rawAddr(addr), 0x9e3779b1) >>> (32 - VIP_FILTER_SHIFT);
+  return Math.imul(filterWord(addr), 0x9e3779b1) >>> (32 - VIP_FILTER_SHIFT);
 }

@@ -158,7 +158,7 @@ t.test('hash twin: 200 IPv6 flows each go where hash.ts and the ring say, over a
   for (const n of seen.values()) t.ok(n > 30, `a backend got ${n} of 200 flows`);
 });
 
-t.test('hash twin: the VIP filter bit of an IPv6 address (lb_fold6) is where vipFilterBit says', async (t) => {
+t.test('hash twin: the VIP filter bit of an IPv6 address (lb_filter6) is where vipFilterBit says', async (t) => {
   // A non-VIP address whose folded bit collides with a VIP's passes the filter and fails the
   // service lookup (PASS_NOT_SERVICE); one whose bit is clear is rejected by the filter alone.
   const vipBits = new Set(services.map((s) => vipFilterBit(s.vip)));
