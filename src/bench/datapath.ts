@@ -25,6 +25,12 @@
  * through the wrapper against the real program run directly. Undoing an encapsulation is not
  * subtracted: it stays charged to the ipip cases, and `undo_encap_ns` says how much it is.
  *
+ * IPv6. The DSR cases again over IPv6 (modes l2dsr6 and ipip6: 6in6, a 40-byte outer header),
+ * in the same phase beside their IPv4 twins, and the NAT cases over IPv6 (nat6, fullnat6: NAT66)
+ * in the NAT phase. They run through the wrapper's IPv6 entry points (xdp_bench_balancer6 and
+ * its own xdp_bench_null6, subtracted the same way; the IPv4 programs are unchanged), which vary
+ * the last 32 bits of the client address and the source port, and restore 74 header bytes.
+ *
  * NAT (natSpecs), a phase of its own with its own floor, for the LB-as-gateway mode (nat) and for
  * full NAT (fullnat): nat_new, a new connection per iteration (a never-seen client tuple: two
  * connection-table inserts, plus the port probe in full NAT); nat_forward, a client packet of an
@@ -32,15 +38,16 @@
  * rewrites. New connections stay in the table (nothing sweeps during the run), so nat_new runs
  * fewer iterations per sample (natNewRepeat): the whole phase, at its most rounds, fills at most
  * NAT_FILL_MAX of the table and NAT_PORT_FILL_MAX of the full-NAT ports, far from
- * DROP_NAT_TABLE_FULL and DROP_NAT_NO_PORT.
+ * DROP_NAT_TABLE_FULL and DROP_NAT_NO_PORT. NAT66 has a table of its own, loaded here as large as
+ * NAT44's, and full-NAT ports of its own (per source and backend), so the same bound holds for each.
  */
 import { BpfObject, inNetns, ifIndex, testRun, XdpAction, type BpfProgram } from '../bpf/index.js';
 import { LbError } from '../errors.js';
-import { bpfObjectPath, loadBalancer, type LoadedBalancer } from '../dataplane/loader.js';
+import { bpfObjectPath, DEFAULT_GEOMETRY, loadBalancer, type LoadedBalancer } from '../dataplane/loader.js';
 import { FLOW_WAYS, u32Key } from '../dataplane/abi.js';
 import { lbHash3, rawAddr4, rawPort } from '../dataplane/hash.js';
-import { packet } from '../packet/index.js';
-import { BENCH_DEV, BENCH_LOCAL4, BENCH_NS, createBenchNetns, destroyBenchNetns } from './netns.js';
+import { formatIp, packet, parseIp } from '../packet/index.js';
+import { BENCH_DEV, BENCH_LOCAL4, BENCH_LOCAL6, BENCH_NS, createBenchNetns, destroyBenchNetns } from './netns.js';
 import { fastMode, fastSamples, median, quantile, round } from './stats.js';
 
 export const MIN_ROUNDS = 31;
@@ -66,7 +73,7 @@ export interface DatapathCase {
   /** through the wrapper, before subtracting its cost (fast-mode median) */
   raw_ns?: number;
   wrapper_ns?: number;
-  /** ipip: part of ns_per_packet that is the wrapper undoing the encapsulation (estimate) */
+  /** ipip, ipip6: part of ns_per_packet that is the wrapper undoing the encapsulation (estimate) */
   undo_encap_ns?: number;
   /** the floor the ratio is taken against: fast-mode median of this case's phase */
   floor_ns: number;
@@ -162,6 +169,15 @@ export const NAT_PORT_FILL_MAX = 0.1;
 const NAT_NEW_REPEAT_MIN = 100;
 /** first tuples of the nat_new cases: clear of SEQ_BASE's and of each other */
 const NAT_SEQ_BASE = { nat: 0x20000000, fullnat: 0x30000000 } as const;
+/** IPv6 twins of the above: VIPs, DSR client, NAT66 client (routed, in BACKEND_NET6) and backends */
+const VIP6_L2 = 'fd00:200::1';
+const VIP6_IPIP = 'fd00:200::2';
+const VIP6_NAT = 'fd00:200::3';
+const VIP6_FULLNAT = 'fd00:200::4';
+const CLIENT6 = '2001:db8:127::1';
+const CLIENT_NAT6 = '2001:db8:113::200';
+const BACKEND_PREFIX6 = '2001:db8:113::';
+const NAT_SEQ_BASE6 = { nat: 0x40000000, fullnat: 0x50000000 } as const;
 const LB_MAC = '02:00:00:00:00:aa';
 const CLIENT_MAC = '02:00:00:00:00:01';
 
@@ -171,9 +187,13 @@ interface WrapCfg {
   base: number;
 }
 
+type Family = 4 | 6;
+
 interface Spec {
   name: string;
   mode: string;
+  /** the frame's family: which of the wrapper's entry points runs it (default 4) */
+  family?: Family;
   /** 'direct': the real xdp_balancer (its rewrite leaves the path unchanged); 'wrap': through the wrapper */
   via: 'direct' | 'wrap';
   pkt: Buffer;
@@ -206,10 +226,15 @@ function newAcc(): Acc {
   return { floor: [], raw: [], nul: [], iterations: 0, reasonCount: 0, otherReasons: 0, newFlows: 0, undone: 0, bad: 0, retvals: new Set() };
 }
 
-function tcpSyn(dst: string, src = CLIENT, srcPort = CLIENT_PORT): Buffer {
+const isV6 = (a: string): boolean => a.includes(':');
+
+/** The same address however it is written. */
+const sameAddr = (a: string, b: string): boolean => formatIp(parseIp(a)) === formatIp(parseIp(b));
+
+function tcpSyn(dst: string, src = isV6(dst) ? CLIENT6 : CLIENT, srcPort = CLIENT_PORT): Buffer {
   return packet({
     eth: { src: CLIENT_MAC, dst: LB_MAC },
-    ipv4: { src, dst },
+    ...(isV6(dst) ? { ipv6: { src, dst } } : { ipv4: { src, dst } }),
     tcp: { srcPort, dstPort: VIP_PORT, flags: ['SYN'] },
   });
 }
@@ -218,10 +243,10 @@ function tcpSyn(dst: string, src = CLIENT, srcPort = CLIENT_PORT): Buffer {
  * A packet of an established connection. Not a SYN: a SYN starts a new connection even when its
  * tuple is in the flow table (flow.h, pick_backend), so it would never take the established path.
  */
-function tcpAck(dst: string, src = CLIENT, srcPort = CLIENT_PORT): Buffer {
+function tcpAck(dst: string, src = isV6(dst) ? CLIENT6 : CLIENT, srcPort = CLIENT_PORT): Buffer {
   return packet({
     eth: { src: CLIENT_MAC, dst: LB_MAC },
-    ipv4: { src, dst },
+    ...(isV6(dst) ? { ipv6: { src, dst } } : { ipv4: { src, dst } }),
     tcp: { srcPort, dstPort: VIP_PORT, flags: ['ACK'] },
   });
 }
@@ -296,6 +321,9 @@ class Bench {
   readonly nul: BpfProgram;
   readonly wrapFloor: BpfProgram;
   readonly adjustPair: BpfProgram;
+  readonly wrap6: BpfProgram;
+  readonly nul6: BpfProgram;
+  readonly adjustPair6: BpfProgram;
   readonly empty: BpfProgram;
   ctxIn = Buffer.alloc(24);
   serviceIds: number[] = [];
@@ -303,7 +331,12 @@ class Bench {
 
   constructor(repeat: number, flowBuckets: number | undefined, objectPath: string | undefined) {
     this.repeat = repeat;
-    this.lb = loadBalancer({ objectPath: objectPath ?? bpfObjectPath('bench_balancer'), ...(flowBuckets ? { flowBuckets } : {}) });
+    // NAT66's table as large as NAT44's: nat_new fills both alike (natNewRepeat)
+    this.lb = loadBalancer({
+      objectPath: objectPath ?? bpfObjectPath('bench_balancer'),
+      nat6Entries: DEFAULT_GEOMETRY.natEntries,
+      ...(flowBuckets ? { flowBuckets } : {}),
+    });
     try {
       this.floorObj = BpfObject.open(bpfObjectPath('floor'));
       this.floorObj.load();
@@ -316,6 +349,9 @@ class Bench {
     this.nul = this.lb.obj.program('xdp_bench_null');
     this.wrapFloor = this.lb.obj.program('xdp_bench_floor');
     this.adjustPair = this.lb.obj.program('xdp_bench_adjust_pair');
+    this.wrap6 = this.lb.obj.program('xdp_bench_balancer6');
+    this.nul6 = this.lb.obj.program('xdp_bench_null6');
+    this.adjustPair6 = this.lb.obj.program('xdp_bench_adjust_pair6');
     this.empty = this.lb.obj.program('xdp_bench_empty');
   }
 
@@ -326,20 +362,27 @@ class Bench {
 
   setup(): void {
     const dp = this.lb.dataplane;
-    dp.setCtl({ src4: BENCH_LOCAL4, clock: 1 });
+    dp.setCtl({ src4: BENCH_LOCAL4, src6: BENCH_LOCAL6, clock: 1 });
     const backends = (net: string) =>
       Array.from({ length: NAT_BACKENDS }, (_, i) => ({ address: `${net}.${i + 10}`, mac: `02:00:00:00:01:${(i + 16).toString(16)}`, weight: 1 }));
     // NAT backends in the routed BACKEND_NET4, so that both directions get a next hop (TX_NAT*)
     const natBackends = backends('203.0.113').map((b) => ({ address: b.address, port: NAT_BACKEND_PORT, weight: 1 }));
+    const backends6 = (prefix: string) =>
+      Array.from({ length: NAT_BACKENDS }, (_, i) => ({ address: `${prefix}${(i + 16).toString(16)}`, mac: `02:00:00:00:02:${(i + 16).toString(16)}`, weight: 1 }));
+    const natBackends6 = backends6(BACKEND_PREFIX6).map((b) => ({ address: b.address, port: NAT_BACKEND_PORT, weight: 1 }));
     // before the first nat service: without timeouts every connection would count as expired
-    this.lb.nat.configure({ sources: [BENCH_LOCAL4], portMin: NAT_PORT_MIN, portMax: NAT_PORT_MAX });
+    this.lb.nat.configure({ sources: [BENCH_LOCAL4, BENCH_LOCAL6], portMin: NAT_PORT_MIN, portMax: NAT_PORT_MAX });
     dp.apply([
       { vip: VIP_L2, port: VIP_PORT, proto: 'tcp', mode: 'l2dsr', backends: backends('10.201.0') },
       { vip: VIP_IPIP, port: VIP_PORT, proto: 'tcp', mode: 'ipip', backends: backends('203.0.113') },
       { vip: VIP_NAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', backends: natBackends },
       { vip: VIP_FULLNAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', fullNat: true, backends: natBackends },
+      { vip: VIP6_L2, port: VIP_PORT, proto: 'tcp', mode: 'l2dsr', backends: backends6('fd00:201::') },
+      { vip: VIP6_IPIP, port: VIP_PORT, proto: 'tcp', mode: 'ipip', backends: backends6(BACKEND_PREFIX6) },
+      { vip: VIP6_NAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', backends: natBackends6 },
+      { vip: VIP6_FULLNAT, port: VIP_PORT, proto: 'tcp', mode: 'nat', fullNat: true, backends: natBackends6 },
     ]);
-    this.serviceIds = [VIP_L2, VIP_IPIP, VIP_NAT, VIP_FULLNAT].map((v) => {
+    this.serviceIds = [VIP_L2, VIP_IPIP, VIP_NAT, VIP_FULLNAT, VIP6_L2, VIP6_IPIP, VIP6_NAT, VIP6_FULLNAT].map((v) => {
       const id = dp.serviceId(v, VIP_PORT, 'tcp');
       if (id === undefined) throw new LbError('ERR_LB_DATAPLANE', `service ${v}:${VIP_PORT} missing after apply`);
       return id;
@@ -351,7 +394,8 @@ class Bench {
   }
 
   resetState(): void {
-    this.lb.obj.map('bench_state').update(u32Key(0), Buffer.alloc(32));
+    const m = this.lb.obj.map('bench_state');
+    m.update(u32Key(0), Buffer.alloc(m.valueSize));
   }
 
   state(): { undone: number; bad: number } {
@@ -374,9 +418,14 @@ class Bench {
     return { ns: r.duration, retval: r.retval };
   }
 
+  /** The wrapper's entry point for the case's family, and its bookkeeping alone. */
+  wrapperOf(s: Spec): { wrap: BpfProgram; nul: BpfProgram } {
+    return s.family === 6 ? { wrap: this.wrap6, nul: this.nul6 } : { wrap: this.wrap, nul: this.nul };
+  }
+
   /** Runs the case once, timed, and adds what the counters say it did to acc. */
   measure(s: Spec, acc: Acc, repeat = this.repeat): void {
-    const prog = s.via === 'direct' ? this.lb.prog : this.wrap;
+    const prog = s.via === 'direct' ? this.lb.prog : this.wrapperOf(s).wrap;
     if (s.via === 'wrap') this.setCfg(s.cfg);
     if (s.establish) this.run(prog, s.pkt, 1);
     const before = this.snapshot();
@@ -422,7 +471,7 @@ class Bench {
         this.measure(s, acc, s.repeat ?? this.repeat);
         if (s.via === 'wrap') {
           this.setCfg(s.cfg);
-          acc.nul.push(this.run(this.nul, s.pkt, s.repeat ?? this.repeat).ns);
+          acc.nul.push(this.run(this.wrapperOf(s).nul, s.pkt, s.repeat ?? this.repeat).ns);
         }
       }
       r++;
@@ -462,41 +511,50 @@ class Bench {
 }
 
 /**
- * The NAT cases of both modes. Each mode's established connection is opened here, untimed, by
- * one pass of its client's SYN through the wrapper and one of the backend's SYN-ACK (so it is
- * established, and its packets only read the table); the timed packets are ACKs. The reply's tuple (in full NAT the
- * LB's source address and port) is read back from the connection table. The client is
- * CLIENT_NAT, whose replies have a route; nat_new's clients are the wrapper's tuples, which only
- * ever send forward.
+ * The NAT cases of both modes and both families (NAT44: nat, fullnat; NAT66: nat6, fullnat6).
+ * Each one's established connection is opened here, untimed, by one pass of its client's SYN
+ * through the wrapper and one of the backend's SYN-ACK (so it is established, and its packets
+ * only read the table); the timed packets are ACKs. The reply's tuple (in full NAT the LB's
+ * source address and port) is read back from the connection table. The client is CLIENT_NAT (or
+ * CLIENT_NAT6), whose replies have a route; nat_new's clients are the wrapper's tuples, which
+ * only ever send forward.
  */
 function natSpecs(bench: Bench, natRepeat: number): Spec[] {
   const fixed: WrapCfg = { mode: BENCH_FIXED, n: 0, base: 0 };
   const out: Spec[] = [];
-  for (const [mode, vip] of [['nat', VIP_NAT], ['fullnat', VIP_FULLNAT]] as const) {
+  const all = [
+    { mode: 'nat', vip: VIP_NAT, client: CLIENT_NAT, family: 4, base: NAT_SEQ_BASE.nat },
+    { mode: 'fullnat', vip: VIP_FULLNAT, client: CLIENT_NAT, family: 4, base: NAT_SEQ_BASE.fullnat },
+    { mode: 'nat6', vip: VIP6_NAT, client: CLIENT_NAT6, family: 6, base: NAT_SEQ_BASE6.nat },
+    { mode: 'fullnat6', vip: VIP6_FULLNAT, client: CLIENT_NAT6, family: 6, base: NAT_SEQ_BASE6.fullnat },
+  ] as const;
+  for (const { mode, vip, client, family, base } of all) {
+    const wrap = family === 6 ? bench.wrap6 : bench.wrap;
+    const conn = () => bench.lb.nat.connections().find((x) => sameAddr(x.vip, vip) && sameAddr(x.client, client) && x.clientPort === CLIENT_PORT);
     bench.setCfg(fixed);
-    const opened = bench.run(bench.wrap, tcpSyn(vip, CLIENT_NAT), 1);
-    const c = bench.lb.nat.connections().find((x) => x.vip === vip && x.client === CLIENT_NAT && x.clientPort === CLIENT_PORT);
+    const opened = bench.run(wrap, tcpSyn(vip, client), 1);
+    const c = conn();
     if (!c || opened.retval !== XdpAction.TX) {
       throw new LbError('ERR_LB_BPF_TEST_RUN', `the ${mode} connection for the forward and reply cases was not created (verdict ${opened.retval}): ${JSON.stringify(bench.lb.reasons())}`);
     }
     const fromBackend = (flags: Array<'SYN' | 'ACK'>) =>
       packet({
         eth: { src: CLIENT_MAC, dst: LB_MAC },
-        ipv4: { src: c.backend, dst: c.source },
+        ...(family === 6 ? { ipv6: { src: c.backend, dst: c.source } } : { ipv4: { src: c.backend, dst: c.source } }),
         tcp: { srcPort: c.backendPort, dstPort: c.sourcePort, flags },
       });
-    const answered = bench.run(bench.wrap, fromBackend(['SYN', 'ACK']), 1);
-    const est = bench.lb.nat.connections().find((x) => x.vip === vip && x.client === CLIENT_NAT && x.clientPort === CLIENT_PORT);
+    const answered = bench.run(wrap, fromBackend(['SYN', 'ACK']), 1);
+    const est = conn();
     if (answered.retval !== XdpAction.TX || est?.state !== 'tcpEstablished') {
       throw new LbError('ERR_LB_BPF_TEST_RUN', `the ${mode} backend's reply did not establish the connection (verdict ${answered.retval}, state ${est?.state ?? 'gone'})`);
     }
     // timed: ACKs both ways, as on an established connection
-    const fwd = tcpAck(vip, CLIENT_NAT);
+    const fwd = tcpAck(vip, client);
     const reply = fromBackend(['ACK']);
     out.push(
-      { name: 'nat_new', mode, via: 'wrap', pkt: tcpSyn(vip), cfg: { mode: BENCH_SEQ, n: 0, base: NAT_SEQ_BASE[mode] }, repeat: natRepeat, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: true, encap: false },
-      { name: 'nat_forward', mode, via: 'wrap', pkt: fwd, cfg: fixed, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
-      { name: 'nat_reply', mode, via: 'wrap', pkt: reply, cfg: fixed, reason: 'TX_NAT_REPLY', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
+      { name: 'nat_new', mode, family, via: 'wrap', pkt: tcpSyn(vip), cfg: { mode: BENCH_SEQ, n: 0, base }, repeat: natRepeat, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: true, encap: false },
+      { name: 'nat_forward', mode, family, via: 'wrap', pkt: fwd, cfg: fixed, reason: 'TX_NAT', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
+      { name: 'nat_reply', mode, family, via: 'wrap', pkt: reply, cfg: fixed, reason: 'TX_NAT_REPLY', retval: XdpAction.TX, newFlows: false, encap: false, trackedFlows: 1 },
     );
   }
   return out;
@@ -527,6 +585,8 @@ interface Context {
   floorNs: number;
   floorMedianNs: number;
   undoNs: number;
+  /** the same for a 6in6 header (40 bytes), from the IPv6 entry points */
+  undoNs6: number;
   flowBuckets: number;
 }
 
@@ -548,7 +608,7 @@ function report(s: Spec, acc: Acc, c: Context): DatapathCase {
     nsMed = rawMed - Math.max(0, median(acc.nul) - c.emptyNs);
     out.raw_ns = round(raw);
     out.wrapper_ns = round(wrapper);
-    if (s.encap) out.undo_encap_ns = round(c.undoNs);
+    if (s.encap) out.undo_encap_ns = round(s.family === 6 ? c.undoNs6 : c.undoNs);
   }
   return {
     case: s.name,
@@ -606,11 +666,18 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           { name: 'established', mode: 'l2dsr', via: 'wrap', pkt: l2est, cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true, trackedFlows: 1 },
           { name: 'new_flow', mode: 'ipip', via: 'wrap', pkt: tcpSyn(VIP_IPIP), cfg: seq, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: true, encap: true },
           { name: 'established', mode: 'ipip', via: 'wrap', pkt: tcpAck(VIP_IPIP), cfg: fixed, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: false, encap: true, establish: true, trackedFlows: 1 },
+          // IPv6 twins, same phase and floor
+          { name: 'new_flow', mode: 'l2dsr6', family: 6, via: 'wrap', pkt: tcpSyn(VIP6_L2), cfg: seq, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: true, encap: false },
+          { name: 'established', mode: 'l2dsr6', family: 6, via: 'wrap', pkt: tcpAck(VIP6_L2), cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true, trackedFlows: 1 },
+          { name: 'new_flow', mode: 'ipip6', family: 6, via: 'wrap', pkt: tcpSyn(VIP6_IPIP), cfg: seq, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: true, encap: true },
+          { name: 'established', mode: 'ipip6', family: 6, via: 'wrap', pkt: tcpAck(VIP6_IPIP), cfg: fixed, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: false, encap: true, establish: true, trackedFlows: 1 },
         ];
         // Calibration, in the same rounds: the l2dsr flow run directly, the floor through the
-        // wrapper (and the wrapper alone, FIXED), an adjust_head pair, the empty program.
+        // wrapper (and the wrapper alone, FIXED), an adjust_head pair of each family's size (with
+        // its own wrapper alone), the empty program.
         const direct: Spec = { name: 'established_direct', mode: 'l2dsr', via: 'direct', pkt: l2est, cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true };
-        const cal = { empty: [] as number[], floorWrap: [] as number[], nulFixed: [] as number[], pair: [] as number[] };
+        const cal = { empty: [] as number[], floorWrap: [] as number[], nulFixed: [] as number[], pair: [] as number[], nulFixed6: [] as number[], pair6: [] as number[] };
+        const l2v6 = tcpSyn(VIP6_L2);
         const directAcc = newAcc();
         const extra = () => {
           cal.empty.push(bench.run(bench.empty, l2).ns);
@@ -618,10 +685,12 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           cal.floorWrap.push(bench.run(bench.wrapFloor, l2).ns);
           cal.nulFixed.push(bench.run(bench.nul, l2).ns);
           cal.pair.push(bench.run(bench.adjustPair, l2).ns);
+          cal.nulFixed6.push(bench.run(bench.nul6, l2v6).ns);
+          cal.pair6.push(bench.run(bench.adjustPair6, l2v6).ns);
           bench.measure(direct, directAcc);
         };
         log(`data path: ${main.length} cases x ${plan.min}-${plan.max} rounds x ${repeat} packets, beside the floor (flow table ${flowBuckets} buckets)`);
-        const m = bench.measureAll(main, plan, extra, () => [cal.empty, cal.floorWrap, cal.nulFixed, cal.pair, directAcc.raw]);
+        const m = bench.measureAll(main, plan, extra, () => [cal.empty, cal.floorWrap, cal.nulFixed, cal.pair, cal.nulFixed6, cal.pair6, directAcc.raw]);
         phase('main', m);
         const accs = m.accs;
         const floorMain = main.flatMap((s) => (accs.get(s) as Acc).floor);
@@ -633,6 +702,7 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           floorNs: fastMode(floorMain),
           floorMedianNs: median(floorMain),
           undoNs: Math.max(0, (fastMode(cal.pair) - nulFixed) / 2),
+          undoNs6: Math.max(0, (fastMode(cal.pair6) - fastMode(cal.nulFixed6)) / 2),
           flowBuckets,
         };
         for (const s of main) cases.push(report(s, accs.get(s) as Acc, ctx));

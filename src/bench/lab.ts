@@ -5,7 +5,8 @@
  * Generator: bpf/labgen.bpf.c's xdp_lab_gen under BPF_PROG_TEST_RUN in live-frames mode (what
  * xdp-trafficgen does; Debian's xdp-trafficgen does not load on this kernel), run in the router
  * namespace with the router's port of the LB link (v-lb) as ingress: its XDP_TX frames leave
- * v-lb and arrive at the LB's eth0, TCP SYNs from the lab client to a VIP, 1024 source ports.
+ * v-lb and arrive at the LB's eth0, TCP segments from the lab client to a VIP, 1024 source ports
+ * (ACKs for DSR and plain forwarding, SYNs for NAT: see below).
  * Counter: xdp_lab_count on v-lb, where the LB's output first lands (the wire, before the
  * router's software bridge, whose skb path would otherwise be the figure for both), counting the
  * generator's flows and dropping them, so nothing goes further.
@@ -20,7 +21,14 @@
  * alike, so the derived figures are taken within a round (cases a second apart) and then the
  * median over rounds: the ratio of packets/s, and each case's difference to generator_only.
  *
- * NAT: the balancer's nat mode beside nftables DNAT (conntrack), the same TCP SYNs to a nat VIP.
+ * DSR: ACKs, so that every measured packet is of an established flow (a flow-table hit, the path
+ * most of a connection's packets take). A SYN would take the ring every time (flow.h: a SYN starts
+ * a connection even when its tuple is known); an ACK that misses takes the ring once and records
+ * its flow, which the warm-up round does for all 1024 (the check: no new flows after it). The
+ * kernel's forwarding gets the same ACKs, as do generator_only and xdp_floor (whom the frame's
+ * flags do not concern).
+ *
+ * NAT: the balancer's nat mode beside nftables DNAT (conntrack), TCP SYNs to a nat VIP.
  * Gateway NAT (the client's address kept) sends to the nat segment's backend through the LB's
  * eth1, so those cases are counted on the router's port of that link (v-lbnat); full NAT (the
  * LB's address as the source) leaves by eth0 toward the routed backend and is counted on v-lb.
@@ -142,10 +150,13 @@ interface CaseDef {
   match?: (e: Env) => { src: string; dst: string };
   /** the balancer's verdict for every frame (XDP balancer cases) */
   reason?: string;
-  /** the balancer's new flows (or connections) per frame: 'all' for DSR, where a SYN always takes
-   * the ring (flow.h: a SYN starts a connection even when its tuple is known); 'none' for NAT,
-   * whose SYNs hit the connection made in the warm-up */
+  /** the balancer's new flows (or connections) per frame after the warm-up: 'none' for DSR ACKs
+   * (their flows recorded in the warm-up) and for NAT SYNs (the connection made in the warm-up);
+   * 'all' would be DSR SYNs, which always take the ring */
   newFlows?: 'all' | 'none';
+  /** the TCP flags of the generated frames: SYN for the NAT cases (their connections stay in the
+   * "new" state, see benchLab), ACK for the rest */
+  flags: 'SYN' | 'ACK';
   /** the kernel forwards: check its counters (and conntrack's, when it translates) */
   kernel?: { conntrack: boolean };
   setup: (e: Env) => Promise<void>;
@@ -213,6 +224,7 @@ const detachLb = async (e: Env): Promise<void> => inLb(e, () => detachXdp(e.lab.
 export const LAB_CASES: readonly CaseDef[] = [
   {
     name: 'generator_only',
+    flags: 'ACK',
     path: 'generator -> veth -> counted and dropped at the LB eth0 (XDP)',
     countedAt: 'lb',
     vip: (e) => e.vipL2,
@@ -221,6 +233,7 @@ export const LAB_CASES: readonly CaseDef[] = [
   },
   {
     name: 'xdp_floor',
+    flags: 'ACK',
     path: 'LB eth0: swap MACs, XDP_TX (the data-path benchmark floor) -> veth -> counted',
     countedAt: 'router',
     vip: (e) => e.vipL2,
@@ -229,26 +242,29 @@ export const LAB_CASES: readonly CaseDef[] = [
   },
   {
     name: 'xdp_l2dsr',
-    path: 'LB eth0: the XDP balancer, l2dsr (XDP_TX to a backend MAC; SYNs: the ring picks, the flow way is rewritten) -> veth -> counted',
+    flags: 'ACK',
+    path: 'LB eth0: the XDP balancer, l2dsr of established flows (flow-table hit, XDP_TX to a backend MAC) -> veth -> counted',
     countedAt: 'router',
     vip: (e) => e.vipL2,
     reason: 'TX_L2DSR',
-    newFlows: 'all',
+    newFlows: 'none',
     setup: attachBalancer,
     teardown: detachLb,
   },
   {
     name: 'xdp_ipip',
-    path: 'LB eth0: the XDP balancer, ipip (encapsulate, XDP_TX to the gateway; SYNs: the ring picks) -> veth -> counted',
+    flags: 'ACK',
+    path: 'LB eth0: the XDP balancer, ipip of established flows (flow-table hit, encapsulate, XDP_TX to the gateway) -> veth -> counted',
     countedAt: 'router',
     vip: (e) => e.vipIpip,
     reason: 'TX_IPIP',
-    newFlows: 'all',
+    newFlows: 'none',
     setup: attachBalancer,
     teardown: detachLb,
   },
   {
     name: 'kernel_forward',
+    flags: 'ACK',
     path: 'LB eth0 without XDP (GRO on): the kernel routes the VIP to one backend -> veth -> counted',
     countedAt: 'router',
     vip: (e) => e.vipL2,
@@ -258,6 +274,7 @@ export const LAB_CASES: readonly CaseDef[] = [
   },
   {
     name: 'xdp_nat',
+    flags: 'SYN',
     path: 'LB eth0: the XDP balancer, gateway NAT of established connections (VIP:80 -> backend:8080, client kept; XDP_REDIRECT out eth1) -> veth -> counted',
     countedAt: 'router_nat',
     vip: (e) => e.vipNat,
@@ -269,6 +286,7 @@ export const LAB_CASES: readonly CaseDef[] = [
   },
   {
     name: 'kernel_dnat',
+    flags: 'SYN',
     path: 'LB eth0 without XDP (GRO on): nftables DNAT VIP:80 -> backend:8080 (conntrack, established), routed out eth1 -> veth -> counted',
     countedAt: 'router_nat',
     vip: (e) => e.vipNat,
@@ -279,6 +297,7 @@ export const LAB_CASES: readonly CaseDef[] = [
   },
   {
     name: 'xdp_fullnat',
+    flags: 'SYN',
     path: 'LB eth0: the XDP balancer, full NAT of established connections (LB address as the source; XDP_TX to the gateway) -> veth -> counted',
     countedAt: 'router',
     vip: (e) => e.vipFullNat,
@@ -290,6 +309,7 @@ export const LAB_CASES: readonly CaseDef[] = [
   },
   {
     name: 'kernel_fullnat',
+    flags: 'SYN',
     path: 'LB eth0 without XDP (GRO on): nftables DNAT VIP:80 -> backend:8080 and SNAT to the LB address (conntrack, established), out eth0 -> veth -> counted',
     countedAt: 'router',
     vip: (e) => e.vipFullNat,
@@ -424,8 +444,9 @@ function accumulate(c: CaseDef, acc: BalancerCheck | KernelCheck | undefined, a:
 
 /**
  * Why a case's figure is not of its intended path, or null. Balancer: every frame got the
- * expected verdict (others at most 1%: the lab's own ARP or ND), and none (NAT) or every one
- * (DSR SYNs) counted as new. Kernel: it forwarded at least what was counted; with NAT, conntrack inserted
+ * expected verdict (others at most 1%: the lab's own ARP or ND), and none counted as new (after
+ * the warm-up, DSR ACKs and NAT SYNs are all of known flows) or every one ('all', were a case to
+ * send DSR SYNs). Kernel: it forwarded at least what was counted; with NAT, conntrack inserted
  * nothing (established) and found nothing INVALID (which it would leave untranslated).
  */
 export function checkProblem(name: string, chk: BalancerCheck | KernelCheck | undefined): string | null {
@@ -511,12 +532,13 @@ export async function benchLab(opts: LabOptions = {}): Promise<LabResult> {
     type Acc = { offered: number[]; delivered: number[]; check?: BalancerCheck | KernelCheck };
     const samples = new Map<string, Acc>(LAB_CASES.map((c) => [c.name, { offered: [], delivered: [] }]));
     // Round -1 is the warm-up, not recorded: it opens the NAT connections (the balancer's and
-    // conntrack's) and fills the flow table, so every measured packet is of an established flow.
+    // conntrack's) and records the DSR flows (an ACK that misses takes the ring once and is then
+    // a flow-table hit), so every measured packet is of an established flow.
     for (let r = -1; r < rounds; r++) {
       for (const c of LAB_CASES) {
         const dst = c.vip(e);
         const m = c.match?.(e) ?? { src: lab.clientAddr, dst };
-        const frame = packet({ eth: { src: mac, dst: lab.lb.mac }, ipv4: { src: lab.clientAddr, dst, ttl: 64 }, tcp: { srcPort: PORT_BASE, dstPort: 80, flags: ['SYN'] } });
+        const frame = packet({ eth: { src: mac, dst: lab.lb.mac }, ipv4: { src: lab.clientAddr, dst, ttl: 64 }, tcp: { srcPort: PORT_BASE, dstPort: 80, flags: [c.flags] } });
         gen.map('lab_cfg').update(u32Key(0), cfgValue(frame, m.src, m.dst));
         await c.setup(e);
         try {
@@ -580,14 +602,15 @@ export async function benchLab(opts: LabOptions = {}): Promise<LabResult> {
       limit:
         'one CPU: live frames are processed inline, so generator, veth, LB and counter share the CPU of the test-run call; ' +
         'generator_only is that chain without the LB, and every case delivered what was offered unless offered_pps > delivered_pps. ' +
-        'DSR cases send SYNs, so every packet takes the balancer\'s new-connection path (ring pick, flow way rewritten, no map insert). ' +
+        'DSR cases send ACKs of flows the warm-up round recorded, so every packet is a flow-table hit (`verified` shows no new flows), ' +
+        'the path of most of a connection\'s packets; the kernel\'s forwarding gets the same ACKs. ' +
         'NAT cases: established connections only (a warm-up round opens them; `verified` shows no new ones), so the figures are the ' +
         'table-hit path of the balancer and conntrack\'s lookup of an existing entry with its NAT binding, not connection setup. ' +
         'Gateway NAT leaves by the LB\'s other veth (eth1, XDP_REDIRECT through the devmap, or the kernel routing there) and is counted ' +
         'on its peer; full NAT hairpins out eth0 like l2dsr. *_lb_only ratios compare what each path adds to generator_only per packet',
       method: {
         generator: 'BPF_PROG_TEST_RUN live frames (BPF_F_TEST_XDP_LIVE_FRAMES), batch 64, xdp_lab_gen in the router namespace, ingress v-lb',
-        frames: `TCP SYN ${lab.clientAddr} -> VIP:80, 54-byte frames, ${FLOWS} source ports, TCP checksum right for each port (conntrack checks it)`,
+        frames: `TCP ${lab.clientAddr} -> VIP:80, 54-byte frames, ${FLOWS} source ports, TCP checksum right for each port (conntrack checks it); ACKs for the DSR cases, the kernel's forwarding, generator_only and xdp_floor, SYNs for the NAT cases`,
         counter: 'xdp_lab_count on the router port of the LB link the case leaves by (v-lb for eth0, v-lbnat for eth1): counts the frames with the case\'s addresses after translation, drops them',
         nat: `the balancer's nat services (gateway NAT ${e.vipNat}:80 -> ${natBe.addr}:8080, full NAT ${e.vipFullNat}:80 -> ${rtBe.addr}:8080 from ${lab.lb.addr}); ` +
           `the kernel's: nftables table ${NFT_TABLE} in the LB namespace (prerouting dnat; postrouting snat for full NAT), present only during its case, conntrack entries kept across rounds`,

@@ -1,7 +1,7 @@
 /**
  * A private network namespace for the data-path benchmark, so the IPIP path's FIB lookup has a
  * deterministic answer: a veth pair, forwarding on, and a route to the backends' network via a
- * permanent neighbour. Test-runs made inside it with ingress_ifindex = veth0 then take the
+ * permanent neighbour, for each family. Test-runs made inside it with ingress_ifindex = veth0 then take the
  * XDP_TX (TX_IPIP) path without touching the host's network or sending a single frame.
  */
 import { spawnSync } from 'node:child_process';
@@ -15,6 +15,10 @@ const GATEWAY4 = '10.99.0.2';
 const GATEWAY_MAC = '02:99:00:00:00:02';
 /** Backends for IPIP live here (RFC 5737 TEST-NET-3), routed via the permanent neighbour. */
 export const BACKEND_NET4 = '203.0.113.0/24';
+export const BENCH_LOCAL6 = 'fd99::1';
+const GATEWAY6 = 'fd99::2';
+/** ... and those for 6in6 and NAT66 here (RFC 3849 documentation prefix). */
+export const BACKEND_NET6 = '2001:db8:113::/64';
 
 function ip(args: string[]): void {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
@@ -37,7 +41,12 @@ export function createBenchNetns(): void {
     ip([...n, 'addr', 'add', `${BENCH_LOCAL4}/24`, 'dev', BENCH_DEV]);
     ip([...n, 'neigh', 'replace', GATEWAY4, 'lladdr', GATEWAY_MAC, 'dev', BENCH_DEV, 'nud', 'permanent']);
     ip([...n, 'route', 'add', BACKEND_NET4, 'via', GATEWAY4, 'dev', BENCH_DEV]);
-    const r = spawnSync('ip', ['netns', 'exec', BENCH_NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'], { encoding: 'utf8' });
+    // nodad: usable at once, no duplicate address detection to wait for
+    ip([...n, '-6', 'addr', 'add', `${BENCH_LOCAL6}/64`, 'dev', BENCH_DEV, 'nodad']);
+    ip([...n, '-6', 'neigh', 'replace', GATEWAY6, 'lladdr', GATEWAY_MAC, 'dev', BENCH_DEV, 'nud', 'permanent']);
+    ip([...n, '-6', 'route', 'add', BACKEND_NET6, 'via', GATEWAY6, 'dev', BENCH_DEV]);
+    // bpf_fib_lookup() answers IPv6 only where forwarding is on
+    const r = spawnSync('ip', ['netns', 'exec', BENCH_NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1'], { encoding: 'utf8' });
     if (r.status !== 0) throw new LbError('ERR_LB_EXEC', `cannot enable forwarding in ${BENCH_NS}: ${r.stderr.trim()}`);
   } catch (e) {
     destroyBenchNetns();

@@ -72,7 +72,7 @@ export function renderTable(r: {
     ];
   });
   s += table(['case', 'mode', 'flows', 'ns/pkt', 'raw ns', 'floor ns', 'ratio', 'median', 'verified path'], rows, [false, false, true, true, true, true, true, true, false]);
-  s += '  ns/pkt = raw ns (through the bench wrapper) minus the wrapper\'s own measured cost; ipip keeps the wrapper\'s undo of the encapsulation\n';
+  s += '  ns/pkt = raw ns (through the bench wrapper) minus the wrapper\'s own measured cost; ipip and ipip6 keep the wrapper\'s undo of the encapsulation; modes ending in 6 are IPv6 (6in6, NAT66)\n';
   if (r.calibration) {
     const c = r.calibration as Record<string, number>;
     s += `  calibration: floor ${c['floor_ns']} ns alone, ${c['floor_via_wrapper_ns']} ns through the wrapper; established l2dsr ${c['established_l2dsr_direct_ns']} ns direct, ${c['established_l2dsr_via_wrapper_ns']} ns through the wrapper; empty program ${c['empty_ns']} ns\n`;

@@ -31,9 +31,9 @@ function configure(frame: Buffer, portBase: number, flows: number): void {
 const eth = { src: '02:00:00:00:00:01', dst: '02:00:00:00:00:02' };
 const ipv4 = { src: '10.77.0.1', dst: '10.77.0.2', ttl: 64 };
 
-t.test('TCP frames: each flow\'s source port with a right checksum, across the 16-bit wrap', async (t) => {
+for (const flags of [['SYN'], ['ACK']] as const) t.test(`TCP ${flags[0]} frames: each flow\'s source port with a right checksum, across the 16-bit wrap`, async (t) => {
   const base = 0xfff0;
-  const frame = packet({ eth, ipv4, tcp: { srcPort: base, dstPort: 80, flags: ['SYN'] } });
+  const frame = packet({ eth, ipv4, tcp: { srcPort: base, dstPort: 80, flags: [...flags] } });
   configure(frame, base, 32);
   // A frame that is not the header: the generator must write all of it, every time.
   const junk = Buffer.alloc(frame.length, 0xa5);
@@ -42,7 +42,7 @@ t.test('TCP frames: each flow\'s source port with a right checksum, across the 1
     t.equal(r.retval, XDP_TX);
     const p = parsePacket(r.data);
     const want = (base + (i % 32)) & 0xffff;
-    if (p.tcp?.srcPort !== want || p.tcp?.checksumOk !== true) {
+    if (p.tcp?.srcPort !== want || p.tcp?.checksumOk !== true || p.tcp?.flagNames.join() !== flags.join()) {
       t.fail(`frame ${i}: port ${p.tcp?.srcPort} (want ${want}), checksum ok ${String(p.tcp?.checksumOk)}`);
       return;
     }
@@ -85,6 +85,8 @@ t.test('checkProblem: a figure of the wrong path is refused', async (t) => {
   t.match(checkProblem('xdp_nat', { ...nat, reason_count: 900, other_reasons: { PASS_NAT_KERNEL: 100 } }), /only 900 REDIRECT_NAT/);
   t.match(checkProblem('xdp_nat', { ...nat, reason_count: 1100, other_reasons: { PASS_NAT_KERNEL: 100 } }), /other verdicts/);
   t.match(checkProblem('xdp_nat', { ...nat, new_flows: 1024 }), /1024 new flows or connections, expected 0/);
+  t.equal(checkProblem('xdp_l2dsr', { ...nat, expected_reason: 'TX_L2DSR' }), null, 'DSR ACKs after the warm-up: none new');
+  t.match(checkProblem('xdp_l2dsr', { ...nat, expected_reason: 'TX_L2DSR', new_flows: 3 }), /3 new flows or connections, expected 0/, 'a DSR flow missed after the warm-up');
   t.equal(checkProblem('xdp_l2dsr', { ...nat, expected_reason: 'TX_L2DSR', new_flows: 1000, expected_new_flows: 'all' }), null, 'DSR SYNs: all new');
   t.match(checkProblem('xdp_l2dsr', { ...nat, expected_reason: 'TX_L2DSR', new_flows: 0, expected_new_flows: 'all' }), /expected 1000/);
   t.match(checkProblem('xdp_nat', { ...nat, delivered: 0 }), /nothing arrived/);
