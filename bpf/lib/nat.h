@@ -5,9 +5,10 @@
  *
  * nat_forward() takes a packet to a nat service, nat_reply() a packet from a NAT backend's
  * address; each returns an XDP verdict and sets *reason. Both send with the kernel's next hop
- * (bpf_fib_lookup): XDP_TX when the packet leaves by the interface it came in on, XDP_REDIRECT
- * through the tx_ports devmap when it leaves by another, XDP_PASS (already translated) when XDP
- * cannot send it itself (neighbour not resolved yet, a VLAN in the way, egress not in tx_ports).
+ * (bpf_fib_lookup, through nexthop.h's per-CPU cache: see nat_xmit()): XDP_TX when the packet
+ * leaves by the interface it came in on, XDP_REDIRECT through the tx_ports devmap when it leaves
+ * by another, XDP_PASS (already translated) when XDP cannot send it itself (neighbour not resolved
+ * yet, a VLAN in the way, egress not in tx_ports).
  *
  * Connection entries (struct lb_nat_entry in lb_abi.h) are written here and deleted by the
  * control plane's sweeper (src/dataplane/nat.ts). Between sweeps, an entry idle for longer than
@@ -37,6 +38,7 @@
 #include "hash.h"
 #include "csum.h"
 #include "parse.h"
+#include "nexthop.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -260,10 +262,21 @@ static __always_inline __u32 nat_sent_reason(int action, int reply)
  * leaves untouched. TTL goes down by one only when XDP sends the packet itself: the kernel
  * decrements what it forwards. reply selects the *_NAT_REPLY reasons. The tuple comes as values,
  * not as an entry pointer, so the caller's entry is dead here and its stack slot can hold fib.
+ *
+ * The next hop comes from nexthop.h's cache (now: the caller's clock reading), so the kernel is
+ * asked what the cache can key on: destination, DSCP, ingress interface, and the source saddr
+ * when by_src; no protocol, no ports. by_src is set where the translated source takes few values
+ * (full NAT: one of the LB's sources; replies: the VIP) and clear where it is the client's own
+ * address (gateway NAT toward the backend): there every client has its own source, and with it in the key the clients of one
+ * backend would keep evicting the backend's one slot. The price, for NAT'd packets: ip rules
+ * that select by protocol or port, and for gateway NAT's forward direction by source, do not
+ * apply to them; ECMP spreads by destination, not by flow; and a route or neighbour change is
+ * followed up to LB_NEXTHOP_TTL_NS late, as for ipip. The MTU is still checked on every packet.
  */
 static __always_inline int nat_xmit(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *iph,
 				    const struct nat_l4 *l, __be32 saddr, __be32 daddr, __be16 sport,
-				    __be16 dport, int vlan, int reply, __u32 *reason)
+				    __be16 dport, int by_src, int vlan, int reply, __u64 now,
+				    __u32 *reason)
 {
 	struct bpf_fib_lookup fib = {};
 	__u32 ports = (__u32)sport | ((__u32)dport << 16);
@@ -273,14 +286,11 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct ethhdr *eth, stru
 
 	fib.family = AF_INET;
 	fib.tos = iph->tos;
-	fib.l4_protocol = iph->protocol;
-	fib.sport = sport;
-	fib.dport = dport;
 	fib.tot_len = bpf_ntohs(iph->tot_len);
-	fib.ipv4_src = saddr;
+	fib.ipv4_src = by_src ? saddr : 0;
 	fib.ipv4_dst = daddr;
 	fib.ifindex = ctx->ingress_ifindex;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	rc = nexthop_fib_lookup_at(ctx, &fib, now);
 	if (nat_no_route(rc, reason))
 		return XDP_DROP;
 	action = nat_egress(ctx, &fib, rc, vlan);
@@ -370,8 +380,8 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 			if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 				nat_touch(e, &key, st, now);
 			nat_count(&backend_stats, be_id, bytes, 0);
-			return nat_xmit(ctx, eth, iph, &l, e->saddr, e->daddr, e->sport, e->dport, vlan,
-					0, reason);
+			return nat_xmit(ctx, eth, iph, &l, e->saddr, e->daddr, e->sport, e->dport,
+					e->flags & LB_NAT_F_FULL, vlan, 0, now, reason);
 		}
 		/* Stale: a new connection replaces it (BPF_ANY below); its old partner goes now. */
 		nat_unlink_partner(e, &key);
@@ -458,7 +468,8 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 		return XDP_DROP;
 	}
 	nat_count(&backend_stats, be_id, bytes, 1);
-	return nat_xmit(ctx, eth, iph, &l, rk.daddr, rk.saddr, rk.dport, rk.sport, vlan, 0, reason);
+	return nat_xmit(ctx, eth, iph, &l, rk.daddr, rk.saddr, rk.dport, rk.sport,
+			ne.flags & LB_NAT_F_FULL, vlan, 0, now, reason);
 }
 
 /*
@@ -504,7 +515,8 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct ethhdr *eth, str
 	st = nat_next_state(e->state, l.flags, 1);
 	if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 		nat_touch(e, &key, st, now);
-	return nat_xmit(ctx, eth, iph, &l, e->saddr, e->daddr, e->sport, e->dport, vlan, 1, reason);
+	return nat_xmit(ctx, eth, iph, &l, e->saddr, e->daddr, e->sport, e->dport, 1, vlan, 1, now,
+			reason);
 }
 
 #endif /* LB_NAT_H */

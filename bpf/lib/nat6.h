@@ -39,8 +39,8 @@
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
-/* Traffic class and flow label: the first word of the header without the version. */
-#define LB_IPV6_FLOWINFO_MASK bpf_htonl(0x0fffffff)
+/* Traffic class: the lookup asks without the flow label (see nat6_xmit()). */
+#define LB_NAT6_TCLASS_MASK bpf_htonl(0x0ff00000)
 
 static __always_inline int addr6_eq(const __be32 *a, const __be32 *b)
 {
@@ -140,10 +140,15 @@ static __always_inline long nat6_claim(const struct lb_nat6_key *rk, const struc
  * dropped unchanged). The hop limit goes down by one only when XDP sends the packet itself.
  * The addresses are read before the lookup (which overwrites fib.ipv6_dst with the gateway) and
  * again for the rewrite, so they may point into a map entry.
+ *
+ * The next hop comes from nexthop.h's IPv6 cache, asked as nat_xmit() asks it (and with the same
+ * price): destination, saddr when by_src (not for gateway NAT toward the backend), traffic class
+ * (DSCP only: no flow label, or every flow would be an entry of its own), ingress interface.
  */
 static __always_inline int nat6_xmit(struct xdp_md *ctx, const struct lb_pkt6 *p,
 				     const struct nat_l4 *l, const __be32 *saddr, const __be32 *daddr,
-				     __be16 sport, __be16 dport, int reply, __u32 *reason)
+				     __be16 sport, __be16 dport, int by_src, int reply,
+				     __u64 now, __u32 *reason)
 {
 	struct bpf_fib_lookup fib = {};
 	struct ipv6hdr *ip6 = p->ip6;
@@ -153,16 +158,14 @@ static __always_inline int nat6_xmit(struct xdp_md *ctx, const struct lb_pkt6 *p
 	int rc, action;
 
 	fib.family = AF_INET6;
-	fib.flowinfo = *(__be32 *)ip6 & LB_IPV6_FLOWINFO_MASK;
-	fib.l4_protocol = p->proto;
-	fib.sport = sport;
-	fib.dport = dport;
+	fib.flowinfo = *(__be32 *)ip6 & LB_NAT6_TCLASS_MASK;
 	/* The whole packet, extension headers included: the lookup compares it with the MTU. */
 	fib.tot_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-	addr6_copy(fib.ipv6_src, saddr);
+	if (by_src)
+		addr6_copy(fib.ipv6_src, saddr);
 	addr6_copy(fib.ipv6_dst, daddr);
 	fib.ifindex = ctx->ingress_ifindex;
-	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	rc = nexthop_fib_lookup6_at(ctx, &fib, now);
 	if (nat_no_route(rc, reason))
 		return XDP_DROP;
 	action = nat_egress(ctx, &fib, rc, p->vlan);
@@ -255,7 +258,8 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 			if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 				nat6_touch(e, &key, st, now);
 			nat_count(&backend_stats, be_id, bytes, 0);
-			return nat6_xmit(ctx, p, &l, e->saddr, e->daddr, e->sport, e->dport, 0, reason);
+			return nat6_xmit(ctx, p, &l, e->saddr, e->daddr, e->sport, e->dport,
+					 e->flags & LB_NAT_F_FULL, 0, now, reason);
 		}
 		/* Stale: a new connection replaces it (BPF_ANY below); its old partner goes now. */
 		nat6_unlink_partner(e, &key);
@@ -338,7 +342,8 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 		return XDP_DROP;
 	}
 	nat_count(&backend_stats, be_id, bytes, 1);
-	return nat6_xmit(ctx, p, &l, rk.daddr, rk.saddr, rk.dport, rk.sport, 0, reason);
+	return nat6_xmit(ctx, p, &l, rk.daddr, rk.saddr, rk.dport, rk.sport,
+			 ne.flags & LB_NAT_F_FULL, 0, now, reason);
 }
 
 /*
@@ -390,7 +395,7 @@ static __always_inline int nat6_reply(struct xdp_md *ctx, const struct lb_pkt6 *
 	st = nat_next_state(e->state, l.flags, 1);
 	if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 		nat6_touch(e, &key, st, now);
-	return nat6_xmit(ctx, p, &l, e->saddr, e->daddr, e->sport, e->dport, 1, reason);
+	return nat6_xmit(ctx, p, &l, e->saddr, e->daddr, e->sport, e->dport, 1, 1, now, reason);
 }
 
 #endif /* LB_NAT6_H */

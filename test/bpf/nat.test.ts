@@ -9,6 +9,7 @@
  */
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ifIndex, inNetns } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
@@ -52,6 +53,9 @@ const services: DesiredService[] = [
   { vip: '10.0.1.7', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backends: [{ address: '10.2.0.31', port: 8080, weight: 1 }] },
   { vip: '10.0.1.8', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: '10.2.0.41', port: 8080, weight: 1 }] },
   { vip: '10.0.1.9', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: '10.2.0.41', port: 8080, weight: 1 }] },
+  // the next-hop cache's fixtures: backends of their own, routed with an MTU of their own
+  { vip: '10.0.1.10', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: '10.2.0.51', port: 8080, weight: 1 }] },
+  { vip: '10.0.1.11', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backends: [{ address: '10.2.0.52', port: 8080, weight: 1 }] },
   { vip: '10.0.0.1', port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: '10.1.0.1', mac: '02:00:00:00:01:01', weight: 1 }] },
 ];
 
@@ -595,6 +599,77 @@ t.test('next hop: another interface redirects through the devmap; what XDP canno
   runFixture(t, lb, net, { name: 'no route', in: packet(tcpSpec({ src: CLIENT, sport: 48002, dst: '10.0.1.6', dport: 80 })), verdict: 'DROP', reason: 'DROP_NAT_NO_ROUTE' });
   runFixture(t, lb, net, { name: 'TTL 1', in: packet(tcpSpec({ src: CLIENT, sport: 48003, dst: '10.0.1.1', dport: 80 }, ['SYN'], 1)), verdict: 'PASS', reason: 'PASS_NAT_TTL', out: 'same' });
   t.notOk(connOf(48003, '10.0.1.1'), 'no connection made for a packet that was not forwarded');
+});
+
+t.test('next-hop cache: NAT answers come from the per-CPU cache for its lifetime; the MTU still applies', async (t) => {
+  const TTL_MS = 1000; // LB_NEXTHOP_TTL_NS
+  const MOVED = '02:aa:00:00:00:99';
+  const CLIENT_B = '192.0.2.20';
+  const cases = [
+    { vip: '10.0.1.10', backend: '10.2.0.51', full: false },
+    { vip: '10.0.1.11', backend: '10.2.0.52', full: true },
+  ];
+  // The cache is per CPU: every packet of this test must run on one CPU. BPF_PROG_TEST_RUN runs
+  // XDP on the calling thread's CPU, and this thread is the process's main one (tid = pid).
+  const affinity = execFileSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' }).trim().split(': ').pop()!;
+  const cpu = affinity.split(/[,-]/)[0]!;
+  const dmacOf = (out: Buffer) => parsePacket(out).eth?.dst;
+  const ack = (c: { vip: string }, sport: number, payload?: number, src = CLIENT) => {
+    const spec = tcpSpec({ src, sport, dst: c.vip, dport: 80 }, ['ACK']);
+    if (payload) spec.tcp!.payload = Buffer.alloc(payload, 0x61);
+    return packet(spec);
+  };
+  /** The backend's answer to CLIENT:sport, sent to where its connection's entries say. */
+  const reply = (c: { vip: string }, sport: number) => {
+    const conn = connOf(sport, c.vip)!;
+    return packet(tcpSpec({ src: conn.backend, sport: conn.backendPort, dst: conn.source, dport: conn.sourcePort }, ['ACK']));
+  };
+  try {
+    execFileSync('taskset', ['-pc', cpu, String(process.pid)], { stdio: 'pipe' });
+    for (const c of cases) ipn('route', 'replace', `${c.backend}/32`, 'via', net.gw, 'mtu', 'lock', '600');
+    await sleep(TTL_MS + 200); // nothing cached before the routes changed is still answered
+
+    for (const c of cases) {
+      const name = c.full ? 'full NAT' : 'gateway NAT';
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: SYN`, in: packet(tcpSpec({ src: CLIENT, sport: 51000, dst: c.vip, dport: 80 })), verdict: 'TX', reason: 'TX_NAT' })), net.gwMac, `${name}: SYN to the gateway`);
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: reply`, in: reply(c, 51000), verdict: 'TX', reason: 'TX_NAT_REPLY' })), net.gwMac, `${name}: reply to the gateway`);
+      // A hit answers only packets up to the longest the kernel let through: make that 540 bytes.
+      runFixture(t, lb, net, { name: `${name}: 540 bytes`, in: ack(c, 51000, 500), verdict: 'TX', reason: 'TX_NAT' });
+    }
+    ipn('neigh', 'replace', net.gw, 'lladdr', MOVED, 'dev', net.ifname, 'nud', 'permanent');
+    for (const c of cases) {
+      const name = c.full ? 'full NAT' : 'gateway NAT';
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: ACK after the neighbour moved`, in: ack(c, 51000), verdict: 'TX', reason: 'TX_NAT' })), net.gwMac, `${name}: still the cached MAC within the lifetime`);
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: reply after the neighbour moved`, in: reply(c, 51000), verdict: 'TX', reason: 'TX_NAT_REPLY' })), net.gwMac, `${name}: reply, still the cached MAC`);
+      if (!c.full) {
+        // The client's address is not in the lookup: another client's connection shares the backend's entry.
+        const out = runFixture(t, lb, net, { name: 'gateway NAT: another client\'s SYN', in: packet(tcpSpec({ src: CLIENT_B, sport: 51001, dst: c.vip, dport: 80 })), verdict: 'TX', reason: 'TX_NAT' });
+        t.equal(dmacOf(out), net.gwMac, 'gateway NAT: another client uses the same cached answer');
+        t.equal(parsePacket(out).ipv4?.src, CLIENT_B, 'gateway NAT: its source is kept');
+      }
+      // 20 + 20 + 600 bytes > the route's 600: the kernel is asked and says so, cached entry or not.
+      runFixture(t, lb, net, { name: `${name}: 640 bytes on a 600-byte route`, in: ack(c, 51000, 600), verdict: 'DROP', reason: 'DROP_NAT_MTU' });
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: 540 bytes after a drop`, in: ack(c, 51000, 500), verdict: 'TX', reason: 'TX_NAT' })), net.gwMac, `${name}: the cached answer outlives the drop`);
+      runFixture(t, lb, net, { name: `${name}: 640 bytes again`, in: ack(c, 51000, 600), verdict: 'DROP', reason: 'DROP_NAT_MTU' });
+    }
+    await sleep(TTL_MS + 200);
+    for (const c of cases) {
+      const name = c.full ? 'full NAT' : 'gateway NAT';
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: ACK after the lifetime`, in: ack(c, 51000), verdict: 'TX', reason: 'TX_NAT' })), MOVED, `${name}: the new MAC after the lifetime`);
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: reply after the lifetime`, in: reply(c, 51000), verdict: 'TX', reason: 'TX_NAT_REPLY' })), MOVED, `${name}: reply, the new MAC`);
+    }
+  } finally {
+    ipn('neigh', 'replace', net.gw, 'lladdr', net.gwMac, 'dev', net.ifname, 'nud', 'permanent');
+    for (const c of cases) {
+      try {
+        ipn('route', 'del', `${c.backend}/32`);
+      } catch {
+        // never added: the test failed before
+      }
+    }
+    execFileSync('taskset', ['-pc', affinity, String(process.pid)], { stdio: 'pipe' });
+    await sleep(TTL_MS + 200); // the tests after this one see the restored neighbour
+  }
 });
 
 // ---- coexistence ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
  */
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ifIndex, inNetns } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
@@ -57,6 +58,9 @@ const services: DesiredService[] = [
   { vip: 'fd00:1::7', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backends: [{ address: 'fd02::31', port: 8080, weight: 1 }] },
   { vip: 'fd00:1::8', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: 'fd02::41', port: 8080, weight: 1 }] },
   { vip: 'fd00:1::9', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: 'fd02::41', port: 8080, weight: 1 }] },
+  // the next-hop cache's fixtures: backends of their own, routed with an MTU of their own
+  { vip: 'fd00:1::10', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: 'fd02::51', port: 8080, weight: 1 }] },
+  { vip: 'fd00:1::11', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backends: [{ address: 'fd02::52', port: 8080, weight: 1 }] },
   // IPv4 NAT beside it: its connections must stay in nat_conns
   { vip: '10.0.1.1', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: '10.2.0.11', port: 8080, weight: 1 }] },
 ];
@@ -572,6 +576,80 @@ t.test('next hop: redirect through the devmap, the kernel for what XDP cannot se
   runFixture(t, lb, net, { name: 'reply with hop limit 1', in: packet(tcpSpec({ src: be.address, sport: 8080, dst: CLIENT, dport: 40001 }, ['ACK'], 1)), verdict: 'PASS', reason: 'PASS_NAT_TTL', out: 'same' });
   const h2 = tcpSpec({ src: CLIENT, sport: 40001, dst: 'fd00:1::1', dport: 80 }, ['ACK'], 2);
   runFixture(t, lb, net, { name: 'hop limit 2 leaves with 1', in: packet(h2), verdict: 'TX', reason: 'TX_NAT', out: translated(h2, { src: CLIENT, sport: 40001, dst: be.address, dport: 8080 }) });
+});
+
+t.test('next-hop cache: NAT66 answers come from the per-CPU cache for its lifetime; the MTU still applies', async (t) => {
+  const TTL_MS = 1000; // LB_NEXTHOP_TTL_NS
+  const MOVED = '02:aa:00:00:00:99';
+  const CLIENT_B = '2001:db8:1::20';
+  const cases = [
+    { vip: 'fd00:1::10', backend: 'fd02::51', full: false },
+    { vip: 'fd00:1::11', backend: 'fd02::52', full: true },
+  ];
+  // The cache is per CPU: every packet of this test must run on one CPU. BPF_PROG_TEST_RUN runs
+  // XDP on the calling thread's CPU, and this thread is the process's main one (tid = pid).
+  const affinity = execFileSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' }).trim().split(': ').pop()!;
+  const cpu = affinity.split(/[,-]/)[0]!;
+  const dmacOf = (out: Buffer) => parsePacket(out).eth?.dst;
+  const ack = (c: { vip: string }, sport: number, payload?: number) => {
+    const spec = tcpSpec({ src: CLIENT, sport, dst: c.vip, dport: 80 }, ['ACK']);
+    if (payload) spec.tcp!.payload = Buffer.alloc(payload, 0x61);
+    return packet(spec);
+  };
+  /** The backend's answer to CLIENT:sport, sent to where its connection's entries say. */
+  const reply = (c: { vip: string }, sport: number) => {
+    const conn = connOf(sport, c.vip)!;
+    return packet(tcpSpec({ src: conn.backend, sport: conn.backendPort, dst: conn.source, dport: conn.sourcePort }, ['ACK']));
+  };
+  try {
+    execFileSync('taskset', ['-pc', cpu, String(process.pid)], { stdio: 'pipe' });
+    for (const c of cases) ipn('-6', 'route', 'replace', `${c.backend}/128`, 'via', net.gw6, 'mtu', 'lock', '1300');
+    await sleep(TTL_MS + 200); // nothing cached before the routes changed is still answered
+
+    for (const c of cases) {
+      const name = c.full ? 'full NAT66' : 'gateway NAT66';
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: SYN`, in: packet(tcpSpec({ src: CLIENT, sport: 51000, dst: c.vip, dport: 80 })), verdict: 'TX', reason: 'TX_NAT' })), net.gwMac, `${name}: SYN to the gateway`);
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: reply`, in: reply(c, 51000), verdict: 'TX', reason: 'TX_NAT_REPLY' })), net.gwMac, `${name}: reply to the gateway`);
+      // A hit answers only packets up to the longest the kernel let through: make that 1060 bytes.
+      runFixture(t, lb, net, { name: `${name}: 1060 bytes`, in: ack(c, 51000, 1000), verdict: 'TX', reason: 'TX_NAT' });
+    }
+    ipn('-6', 'neigh', 'replace', net.gw6, 'lladdr', MOVED, 'dev', net.ifname, 'nud', 'permanent');
+    for (const c of cases) {
+      const name = c.full ? 'full NAT66' : 'gateway NAT66';
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: ACK after the neighbour moved`, in: ack(c, 51000), verdict: 'TX', reason: 'TX_NAT' })), net.gwMac, `${name}: still the cached MAC within the lifetime`);
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: reply after the neighbour moved`, in: reply(c, 51000), verdict: 'TX', reason: 'TX_NAT_REPLY' })), net.gwMac, `${name}: reply, still the cached MAC`);
+      if (!c.full) {
+        // Neither the client's address nor the flow label is in the lookup: another client's
+        // connection shares the backend's entry.
+        const spec = tcpSpec({ src: CLIENT_B, sport: 51001, dst: c.vip, dport: 80 });
+        spec.ipv6!.flowLabel = 0x12345;
+        const out = runFixture(t, lb, net, { name: 'gateway NAT66: another client\'s SYN', in: packet(spec), verdict: 'TX', reason: 'TX_NAT' });
+        t.equal(dmacOf(out), net.gwMac, 'gateway NAT66: another client uses the same cached answer');
+        t.equal(parsePacket(out).ipv6?.src, CLIENT_B, 'gateway NAT66: its source is kept');
+      }
+      // 40 + 20 + 1300 bytes > the route's 1300: the kernel is asked and says so, cached entry or not.
+      runFixture(t, lb, net, { name: `${name}: 1360 bytes on a 1300-byte route`, in: ack(c, 51000, 1300), verdict: 'DROP', reason: 'DROP_NAT_MTU' });
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: 1060 bytes after a drop`, in: ack(c, 51000, 1000), verdict: 'TX', reason: 'TX_NAT' })), net.gwMac, `${name}: the cached answer outlives the drop`);
+      runFixture(t, lb, net, { name: `${name}: 1360 bytes again`, in: ack(c, 51000, 1300), verdict: 'DROP', reason: 'DROP_NAT_MTU' });
+    }
+    await sleep(TTL_MS + 200);
+    for (const c of cases) {
+      const name = c.full ? 'full NAT66' : 'gateway NAT66';
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: ACK after the lifetime`, in: ack(c, 51000), verdict: 'TX', reason: 'TX_NAT' })), MOVED, `${name}: the new MAC after the lifetime`);
+      t.equal(dmacOf(runFixture(t, lb, net, { name: `${name}: reply after the lifetime`, in: reply(c, 51000), verdict: 'TX', reason: 'TX_NAT_REPLY' })), MOVED, `${name}: reply, the new MAC`);
+    }
+  } finally {
+    ipn('-6', 'neigh', 'replace', net.gw6, 'lladdr', net.gwMac, 'dev', net.ifname, 'nud', 'permanent');
+    for (const c of cases) {
+      try {
+        ipn('-6', 'route', 'del', `${c.backend}/128`);
+      } catch {
+        // never added: the test failed before
+      }
+    }
+    execFileSync('taskset', ['-pc', affinity, String(process.pid)], { stdio: 'pipe' });
+    await sleep(TTL_MS + 200); // the tests after this one see the restored neighbour
+  }
 });
 
 // ---- extension headers ------------------------------------------------------------------------------

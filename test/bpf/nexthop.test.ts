@@ -1,7 +1,8 @@
 /**
  * The IPIP next-hop cache (bpf/lib/nexthop.h) against the behaviour of a bare bpf_fib_lookup():
- * the same frames, the route's MTU still enforced on cached answers, and a neighbour change
- * followed within the cache's lifetime (one second).
+ * the same frames, the route's MTU still enforced on cached answers, a neighbour change followed
+ * within the cache's lifetime (one second), and inside that lifetime the cached answer used.
+ * (NAT's use of the cache: test/bpf/nat.test.ts and nat6.test.ts.)
  */
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -72,5 +73,31 @@ t.test('a changed neighbour is followed within the cache lifetime', async (t) =>
     t.equal(parsePacket(out).eth?.dst, moved, 'to the new MAC');
   } finally {
     ip('neigh', 'replace', net.gw, 'lladdr', net.gwMac, 'dev', net.ifname, 'nud', 'permanent');
+  }
+});
+
+t.test('a cached answer is used within its lifetime; ECN bits share it, another DSCP does not', async (t) => {
+  const moved = '02:aa:00:00:00:98';
+  const tosSyn = (clientPort: number, tos: number) =>
+    packet({
+      eth: { src: ROUTER_MAC, dst: net.mac },
+      ipv4: { src: CLIENT, dst: VIP, flags: ['DF'], tos },
+      tcp: { srcPort: clientPort, dstPort: 80, flags: ['SYN'] },
+    });
+  const dmac = (name: string, pkt: Buffer) => parsePacket(runFixture(t, lb, net, { name, in: pkt, verdict: 'TX', reason: 'TX_IPIP' })).eth?.dst;
+  // The cache is per CPU: BPF_PROG_TEST_RUN runs XDP on the calling thread's CPU, and this thread
+  // is the process's main one (tid = pid), so pin it for the test.
+  const affinity = execFileSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' }).trim().split(': ').pop()!;
+  try {
+    execFileSync('taskset', ['-pc', affinity.split(/[,-]/)[0]!, String(process.pid)], { stdio: 'pipe' });
+    await sleep(TTL_MS + 200); // what the tests before cached has expired
+    t.equal(dmac('not-ECT', tosSyn(45000, 0x00)), net.gwMac, 'first packet: the kernel answer');
+    ip('neigh', 'replace', net.gw, 'lladdr', moved, 'dev', net.ifname, 'nud', 'permanent');
+    t.equal(dmac('ECT(0), after the neighbour moved', tosSyn(45001, 0x02)), net.gwMac, 'the cached answer, ECN bits aside');
+    t.equal(dmac('CE', tosSyn(45002, 0x03)), net.gwMac, 'still the cached answer');
+    t.equal(dmac('DSCP 10', tosSyn(45003, 0x28)), moved, 'another DSCP is another lookup: the new MAC');
+  } finally {
+    ip('neigh', 'replace', net.gw, 'lladdr', net.gwMac, 'dev', net.ifname, 'nud', 'permanent');
+    execFileSync('taskset', ['-pc', affinity, String(process.pid)], { stdio: 'pipe' });
   }
 });
