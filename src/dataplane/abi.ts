@@ -376,39 +376,49 @@ export interface NatKey {
   dir: number;
 }
 
-export const natKey: Codec<NatKey> = {
-  cName: 'lb_nat_key',
-  size: 16,
-  fields: [
-    { name: 'saddr', offset: 0, size: 4 },
-    { name: 'daddr', offset: 4, size: 4 },
-    { name: 'sport', offset: 8, size: 2 },
-    { name: 'dport', offset: 10, size: 2 },
-    { name: 'proto', offset: 12, size: 1 },
-    { name: 'dir', offset: 13, size: 1 },
-    { name: 'pad', offset: 14, size: 2 },
-  ],
-  encode(v) {
-    const b = Buffer.alloc(16);
-    putIpv4(b, 0, v.saddr);
-    putIpv4(b, 4, v.daddr);
-    b.writeUInt16BE(v.sport, 8);
-    b.writeUInt16BE(v.dport, 10);
-    b.writeUInt8(v.proto, 12);
-    b.writeUInt8(v.dir, 13);
-    return b;
-  },
-  decode(b) {
-    return {
-      saddr: ipv4At(b, 0),
-      daddr: ipv4At(b, 4),
-      sport: b.readUInt16BE(8),
-      dport: b.readUInt16BE(10),
-      proto: b.readUInt8(12),
-      dir: b.readUInt8(13),
-    };
-  },
-};
+/**
+ * The NAT key and entry codecs of one address family: lb_nat_key/lb_nat_entry (IPv4, 4-byte
+ * addresses) and lb_nat6_key/lb_nat6_entry (IPv6, 16-byte) lay out the same fields, the addresses
+ * first, so every offset follows from the address size.
+ */
+function natKeyCodec(cName: string, family: typeof FAMILY_V4 | typeof FAMILY_V6): Codec<NatKey> {
+  const a = family === FAMILY_V4 ? 4 : 16;
+  const put = family === FAMILY_V4 ? putIpv4 : putIpv6;
+  const size = 2 * a + 8;
+  return {
+    cName,
+    size,
+    fields: [
+      { name: 'saddr', offset: 0, size: a },
+      { name: 'daddr', offset: a, size: a },
+      { name: 'sport', offset: 2 * a, size: 2 },
+      { name: 'dport', offset: 2 * a + 2, size: 2 },
+      { name: 'proto', offset: 2 * a + 4, size: 1 },
+      { name: 'dir', offset: 2 * a + 5, size: 1 },
+      { name: 'pad', offset: 2 * a + 6, size: 2 },
+    ],
+    encode(v) {
+      const b = Buffer.alloc(size);
+      put(b, 0, v.saddr);
+      put(b, a, v.daddr);
+      b.writeUInt16BE(v.sport, 2 * a);
+      b.writeUInt16BE(v.dport, 2 * a + 2);
+      b.writeUInt8(v.proto, 2 * a + 4);
+      b.writeUInt8(v.dir, 2 * a + 5);
+      return b;
+    },
+    decode(b) {
+      return {
+        saddr: readAddr(b, 0, family),
+        daddr: readAddr(b, a, family),
+        sport: b.readUInt16BE(2 * a),
+        dport: b.readUInt16BE(2 * a + 2),
+        proto: b.readUInt8(2 * a + 4),
+        dir: b.readUInt8(2 * a + 5),
+      };
+    },
+  };
+}
 
 /** What a packet of that direction is rewritten to, and the connection's bookkeeping. */
 export interface NatEntry {
@@ -425,127 +435,59 @@ export interface NatEntry {
   lastSeen: bigint;
 }
 
-export const natEntry: Codec<NatEntry> = {
-  cName: 'lb_nat_entry',
-  size: 32,
-  fields: [
-    { name: 'saddr', offset: 0, size: 4 },
-    { name: 'daddr', offset: 4, size: 4 },
-    { name: 'sport', offset: 8, size: 2 },
-    { name: 'dport', offset: 10, size: 2 },
-    { name: 'service_id', offset: 12, size: 4 },
-    { name: 'backend_id', offset: 16, size: 2 },
-    { name: 'state', offset: 18, size: 1 },
-    { name: 'flags', offset: 19, size: 1 },
-    { name: 'pad', offset: 20, size: 4 },
-    { name: 'last_seen', offset: 24, size: 8 },
-  ],
-  encode(v) {
-    const b = Buffer.alloc(32);
-    putIpv4(b, 0, v.saddr);
-    putIpv4(b, 4, v.daddr);
-    b.writeUInt16BE(v.sport, 8);
-    b.writeUInt16BE(v.dport, 10);
-    b.writeUInt32LE(v.serviceId, 12);
-    b.writeUInt16LE(v.backendId, 16);
-    b.writeUInt8(v.state, 18);
-    b.writeUInt8(v.flags, 19);
-    b.writeBigUInt64LE(v.lastSeen, 24);
-    return b;
-  },
-  decode(b) {
-    return {
-      saddr: ipv4At(b, 0),
-      daddr: ipv4At(b, 4),
-      sport: b.readUInt16BE(8),
-      dport: b.readUInt16BE(10),
-      serviceId: b.readUInt32LE(12),
-      backendId: b.readUInt16LE(16),
-      state: b.readUInt8(18),
-      flags: b.readUInt8(19),
-      lastSeen: b.readBigUInt64LE(24),
-    };
-  },
-};
+function natEntryCodec(cName: string, family: typeof FAMILY_V4 | typeof FAMILY_V6): Codec<NatEntry> {
+  const a = family === FAMILY_V4 ? 4 : 16;
+  const put = family === FAMILY_V4 ? putIpv4 : putIpv6;
+  const o = 2 * a; // first field after the addresses
+  const size = o + 24;
+  return {
+    cName,
+    size,
+    fields: [
+      { name: 'saddr', offset: 0, size: a },
+      { name: 'daddr', offset: a, size: a },
+      { name: 'sport', offset: o, size: 2 },
+      { name: 'dport', offset: o + 2, size: 2 },
+      { name: 'service_id', offset: o + 4, size: 4 },
+      { name: 'backend_id', offset: o + 8, size: 2 },
+      { name: 'state', offset: o + 10, size: 1 },
+      { name: 'flags', offset: o + 11, size: 1 },
+      { name: 'pad', offset: o + 12, size: 4 },
+      { name: 'last_seen', offset: o + 16, size: 8 },
+    ],
+    encode(v) {
+      const b = Buffer.alloc(size);
+      put(b, 0, v.saddr);
+      put(b, a, v.daddr);
+      b.writeUInt16BE(v.sport, o);
+      b.writeUInt16BE(v.dport, o + 2);
+      b.writeUInt32LE(v.serviceId, o + 4);
+      b.writeUInt16LE(v.backendId, o + 8);
+      b.writeUInt8(v.state, o + 10);
+      b.writeUInt8(v.flags, o + 11);
+      b.writeBigUInt64LE(v.lastSeen, o + 16);
+      return b;
+    },
+    decode(b) {
+      return {
+        saddr: readAddr(b, 0, family),
+        daddr: readAddr(b, a, family),
+        sport: b.readUInt16BE(o),
+        dport: b.readUInt16BE(o + 2),
+        serviceId: b.readUInt32LE(o + 4),
+        backendId: b.readUInt16LE(o + 8),
+        state: b.readUInt8(o + 10),
+        flags: b.readUInt8(o + 11),
+        lastSeen: b.readBigUInt64LE(o + 16),
+      };
+    },
+  };
+}
 
-/** lb_nat6_key: NatKey with IPv6 addresses. */
-export const nat6Key: Codec<NatKey> = {
-  cName: 'lb_nat6_key',
-  size: 40,
-  fields: [
-    { name: 'saddr', offset: 0, size: 16 },
-    { name: 'daddr', offset: 16, size: 16 },
-    { name: 'sport', offset: 32, size: 2 },
-    { name: 'dport', offset: 34, size: 2 },
-    { name: 'proto', offset: 36, size: 1 },
-    { name: 'dir', offset: 37, size: 1 },
-    { name: 'pad', offset: 38, size: 2 },
-  ],
-  encode(v) {
-    const b = Buffer.alloc(40);
-    putIpv6(b, 0, v.saddr);
-    putIpv6(b, 16, v.daddr);
-    b.writeUInt16BE(v.sport, 32);
-    b.writeUInt16BE(v.dport, 34);
-    b.writeUInt8(v.proto, 36);
-    b.writeUInt8(v.dir, 37);
-    return b;
-  },
-  decode(b) {
-    return {
-      saddr: ipv6At(b, 0),
-      daddr: ipv6At(b, 16),
-      sport: b.readUInt16BE(32),
-      dport: b.readUInt16BE(34),
-      proto: b.readUInt8(36),
-      dir: b.readUInt8(37),
-    };
-  },
-};
-
-/** lb_nat6_entry: NatEntry with IPv6 addresses. */
-export const nat6Entry: Codec<NatEntry> = {
-  cName: 'lb_nat6_entry',
-  size: 56,
-  fields: [
-    { name: 'saddr', offset: 0, size: 16 },
-    { name: 'daddr', offset: 16, size: 16 },
-    { name: 'sport', offset: 32, size: 2 },
-    { name: 'dport', offset: 34, size: 2 },
-    { name: 'service_id', offset: 36, size: 4 },
-    { name: 'backend_id', offset: 40, size: 2 },
-    { name: 'state', offset: 42, size: 1 },
-    { name: 'flags', offset: 43, size: 1 },
-    { name: 'pad', offset: 44, size: 4 },
-    { name: 'last_seen', offset: 48, size: 8 },
-  ],
-  encode(v) {
-    const b = Buffer.alloc(56);
-    putIpv6(b, 0, v.saddr);
-    putIpv6(b, 16, v.daddr);
-    b.writeUInt16BE(v.sport, 32);
-    b.writeUInt16BE(v.dport, 34);
-    b.writeUInt32LE(v.serviceId, 36);
-    b.writeUInt16LE(v.backendId, 40);
-    b.writeUInt8(v.state, 42);
-    b.writeUInt8(v.flags, 43);
-    b.writeBigUInt64LE(v.lastSeen, 48);
-    return b;
-  },
-  decode(b) {
-    return {
-      saddr: ipv6At(b, 0),
-      daddr: ipv6At(b, 16),
-      sport: b.readUInt16BE(32),
-      dport: b.readUInt16BE(34),
-      serviceId: b.readUInt32LE(36),
-      backendId: b.readUInt16LE(40),
-      state: b.readUInt8(42),
-      flags: b.readUInt8(43),
-      lastSeen: b.readBigUInt64LE(48),
-    };
-  },
-};
+export const natKey = natKeyCodec('lb_nat_key', FAMILY_V4);
+export const natEntry = natEntryCodec('lb_nat_entry', FAMILY_V4);
+export const nat6Key = natKeyCodec('lb_nat6_key', FAMILY_V6);
+export const nat6Entry = natEntryCodec('lb_nat6_entry', FAMILY_V6);
 
 export interface NatCfgValue {
   /** full-NAT source addresses (IPv4), at most NAT_MAX_SOURCES */
