@@ -48,9 +48,41 @@ struct ipip_inner {
 };
 
 /*
+ * Sends an encapsulated packet where the next-hop lookup (rc, fib) says, for either outer family.
+ * What XDP cannot send itself (unresolved neighbour, a VLAN device on the way out) goes to the
+ * kernel already encapsulated, which forwards it: the LB needs forwarding on for that.
+ */
+static __always_inline int tunnel_xmit(struct xdp_md *ctx, struct ethhdr *eth,
+				       const struct bpf_fib_lookup *fib, int rc, int vlan, __u32 *reason)
+{
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		if (vlan && fib->ifindex != ctx->ingress_ifindex)
+			break;
+		__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+		if (fib->ifindex == ctx->ingress_ifindex) {
+			*reason = LB_R_TX_IPIP;
+			return XDP_TX;
+		}
+		*reason = LB_R_REDIRECT_IPIP;
+		return bpf_redirect(fib->ifindex, 0);
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		break;
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		*reason = LB_R_DROP_IPIP_MTU;
+		return XDP_DROP;
+	default:
+		*reason = LB_R_DROP_IPIP_NO_ROUTE;
+		return XDP_DROP;
+	}
+	*reason = LB_R_PASS_IPIP_KERNEL;
+	return XDP_PASS;
+}
+
+/*
  * IPIP DSR: push an outer IPv4 header (us -> backend) and send it toward the next hop the kernel
- * would use. What XDP cannot send itself (unresolved neighbour, a VLAN device on the way out)
- * goes to the kernel already encapsulated, which forwards it: the LB needs ip_forward=1 for that.
+ * would use (tunnel_xmit).
  */
 static __always_inline int fwd_ipip(struct xdp_md *ctx, const struct lb_backend *be, __be32 src,
 				    const struct ipip_inner *in, __u32 *reason)
@@ -105,29 +137,7 @@ static __always_inline int fwd_ipip(struct xdp_md *ctx, const struct lb_backend 
 	fib.ipv4_dst = dst;
 	fib.ifindex = ctx->ingress_ifindex;
 	rc = nexthop_fib_lookup(ctx, &fib); /* bpf_fib_lookup(), answers cached for a second */
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-		if (in->vlan && fib.ifindex != ctx->ingress_ifindex)
-			break;
-		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-		if (fib.ifindex == ctx->ingress_ifindex) {
-			*reason = LB_R_TX_IPIP;
-			return XDP_TX;
-		}
-		*reason = LB_R_REDIRECT_IPIP;
-		return bpf_redirect(fib.ifindex, 0);
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		break;
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		*reason = LB_R_DROP_IPIP_MTU;
-		return XDP_DROP;
-	default:
-		*reason = LB_R_DROP_IPIP_NO_ROUTE;
-		return XDP_DROP;
-	}
-	*reason = LB_R_PASS_IPIP_KERNEL;
-	return XDP_PASS;
+	return tunnel_xmit(ctx, eth, &fib, rc, in->vlan, reason);
 }
 
 /* What the outer IPv6 header takes from the inner packet and its flow. */
@@ -213,29 +223,7 @@ static __always_inline int fwd_ipip6(struct xdp_md *ctx, const struct lb_backend
 	__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
 	fib.ifindex = ctx->ingress_ifindex;
 	rc = nexthop_fib_lookup6(ctx, &fib);
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-		if (in->vlan && fib.ifindex != ctx->ingress_ifindex)
-			break;
-		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
-		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
-		if (fib.ifindex == ctx->ingress_ifindex) {
-			*reason = LB_R_TX_IPIP;
-			return XDP_TX;
-		}
-		*reason = LB_R_REDIRECT_IPIP;
-		return bpf_redirect(fib.ifindex, 0);
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-		break;
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		*reason = LB_R_DROP_IPIP_MTU;
-		return XDP_DROP;
-	default:
-		*reason = LB_R_DROP_IPIP_NO_ROUTE;
-		return XDP_DROP;
-	}
-	*reason = LB_R_PASS_IPIP_KERNEL;
-	return XDP_PASS;
+	return tunnel_xmit(ctx, eth, &fib, rc, in->vlan, reason);
 }
 
 #endif /* LB_FORWARD_H */
