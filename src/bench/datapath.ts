@@ -147,6 +147,7 @@ const VIP_PORT = 80;
 const CLIENT = '10.127.0.1';
 const CLIENT_PORT = 40000;
 const NON_VIP = '10.250.0.9';
+const NON_VIP6 = '2001:db8:250::9';
 const VIP_NAT = '10.200.0.3';
 const VIP_FULLNAT = '10.200.0.4';
 const NAT_BACKEND_PORT = 8080;
@@ -667,6 +668,7 @@ export function benchDatapath(opts: DatapathOptions = {}): DatapathResult {
           { name: 'new_flow', mode: 'ipip', via: 'wrap', pkt: tcpSyn(VIP_IPIP), cfg: seq, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: true, encap: true },
           { name: 'established', mode: 'ipip', via: 'wrap', pkt: tcpAck(VIP_IPIP), cfg: fixed, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: false, encap: true, establish: true, trackedFlows: 1 },
           // IPv6 twins, same phase and floor
+          { name: 'non_vip_pass', mode: '-6', family: 6, via: 'direct', pkt: tcpSyn(NON_VIP6), cfg: fixed, reason: 'PASS_NOT_VIP', retval: XdpAction.PASS, newFlows: false, encap: false },
           { name: 'new_flow', mode: 'l2dsr6', family: 6, via: 'wrap', pkt: tcpSyn(VIP6_L2), cfg: seq, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: true, encap: false },
           { name: 'established', mode: 'l2dsr6', family: 6, via: 'wrap', pkt: tcpAck(VIP6_L2), cfg: fixed, reason: 'TX_L2DSR', retval: XdpAction.TX, newFlows: false, encap: false, establish: true, trackedFlows: 1 },
           { name: 'new_flow', mode: 'ipip6', family: 6, via: 'wrap', pkt: tcpSyn(VIP6_IPIP), cfg: seq, reason: 'TX_IPIP', retval: XdpAction.TX, newFlows: true, encap: true },
