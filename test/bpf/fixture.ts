@@ -106,3 +106,31 @@ export function runFixture(t: Test, lb: LoadedBalancer, net: FixtureNet, f: Fixt
   }
   return out;
 }
+
+/**
+ * A test file's set-up: brings `net` up, then `load` builds the balancer (and whatever the namespace
+ * needs first) and `configure` fills its maps. A throw in t.before ends the process before any
+ * teardown, so a failed set-up takes down what it made itself.
+ */
+export function setUpBalancer(net: FixtureNet, load: () => LoadedBalancer, configure: (lb: LoadedBalancer) => void): LoadedBalancer {
+  net.up();
+  let lb: LoadedBalancer | undefined;
+  try {
+    lb = load();
+    configure(lb);
+    return lb;
+  } catch (e) {
+    lb?.close();
+    net.down();
+    throw e;
+  }
+}
+
+/** The teardown that goes with setUpBalancer(): the namespace goes even if closing the balancer throws. */
+export function tearDownBalancer(net: FixtureNet, lb: LoadedBalancer | undefined): void {
+  try {
+    lb?.close();
+  } finally {
+    net.down();
+  }
+}
