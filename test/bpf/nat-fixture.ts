@@ -8,22 +8,15 @@ import { execFileSync } from 'node:child_process';
 import { ifIndex, inNetns } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { lbReduce, ringHash, type FlowTuple } from '../../src/dataplane/hash.js';
 import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
-import { FixtureNet, setUpBalancer, tearDownBalancer } from './fixture.js';
+import { FixtureBench, type Flow } from './fixture.js';
+
+export type { Flow };
 
 export const RING = 251;
 export const SEED = 0x5eed;
 export const PORT_MIN = 20000;
 export const PORT_MAX = 29999;
-
-export interface Flow {
-  vip: string;
-  vipPort: number;
-  clientPort: number;
-  client?: string;
-  proto?: 'tcp' | 'udp';
-}
 
 export interface Hdr {
   src: string;
@@ -54,16 +47,13 @@ export interface NatBenchOptions {
   nat6Entries?: number;
 }
 
-/**
- * The namespace and balancer of a NAT test file. The helpers are arrow functions, so a test file
- * can take them apart: `const { tuple, ringBackend } = bench`.
- */
-export class NatBench {
-  readonly net = new FixtureNet();
-  lb!: LoadedBalancer;
+/** The namespace and balancer of a NAT test file, and the NAT helpers beside FixtureBench's. */
+export class NatBench extends FixtureBench {
   out2Index = 0;
 
-  constructor(private readonly o: NatBenchOptions) {}
+  constructor(private readonly o: NatBenchOptions) {
+    super(o.client, RING, SEED);
+  }
 
   ipn = (...args: string[]): void => {
     execFileSync('ip', ['-n', this.net.ns, ...args], { stdio: 'pipe' });
@@ -72,8 +62,7 @@ export class NatBench {
   up(): LoadedBalancer {
     const { net, ipn, o } = this;
     const v6 = (a: string) => a.includes(':');
-    this.lb = setUpBalancer(
-      net,
+    return this.start(
       () => {
         for (const c of o.clientNets) ipn(...(v6(c) ? ['-6', 'route', 'add', c, 'via', net.gw6] : ['route', 'add', c, 'via', net.gw]));
         const fam = v6(o.out2.addr) ? ['-6'] : [];
@@ -96,28 +85,13 @@ export class NatBench {
         lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
       },
     );
-    return this.lb;
   }
-
-  down(): void {
-    tearDownBalancer(this.net, this.lb);
-  }
-
-  tuple = (f: Flow): FlowTuple => {
-    return { client: f.client ?? this.o.client, clientPort: f.clientPort, vip: f.vip, vipPort: f.vipPort, proto: f.proto === 'udp' ? 17 : 6 };
-  };
-
-  svcId = (f: Flow): number => {
-    const id = this.lb.dataplane.serviceId(f.vip, f.vipPort, f.proto ?? 'tcp');
-    if (id === undefined) throw new Error(`no service ${f.vip}:${f.vipPort}`);
-    return id;
-  };
 
   /** The backend (address and port) the ring gives a new flow, from the control plane's ring and the TypeScript flow hash. */
   ringBackend = (f: Flow): { address: string; port: number; id: number } => {
     const { lb, svcId } = this;
     const svc = this.o.services.find((s) => s.vip === f.vip && s.port === f.vipPort && s.proto === (f.proto ?? 'tcp'));
-    const want = lb.dataplane.ring(svcId(f))![lbReduce(ringHash(this.tuple(f), SEED, false), RING)]!;
+    const want = this.ringSlot(f);
     for (const b of svc?.backends ?? []) {
       if (lb.dataplane.backendId(svcId(f), b.address, b.port ?? 0) === want) return { address: b.address, port: b.port || f.vipPort, id: want };
     }
