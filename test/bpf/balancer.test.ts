@@ -5,7 +5,6 @@
 import t from 'tap';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
 import { icmpFragNeeded, ipPacket, packet, parsePacket, verifyIpv4Header } from '../../src/packet/index.js';
 import { FixtureBench, runFixture, type Flow } from './fixture.js';
 
@@ -29,7 +28,7 @@ const services: DesiredService[] = [
 ];
 
 const bench = new FixtureBench(CLIENT, RING, SEED);
-const { net, tuple, svcId, ringSlot: ringBackend } = bench;
+const { net, tuple, svcId, ringSlot: ringBackend, addrOf, stats } = bench;
 let lb: LoadedBalancer;
 
 t.before(() => {
@@ -42,12 +41,6 @@ t.before(() => {
   );
 });
 t.teardown(() => bench.down());
-
-function addrOf(f: Flow, backendId: number, pool: { address: string }[]): string {
-  const hit = pool.find((b) => lb.dataplane.backendId(svcId(f), b.address) === backendId);
-  if (!hit) throw new Error(`backend id ${backendId} not in pool`);
-  return hit.address;
-}
 
 function tcpIn(f: Flow, flags: ('SYN' | 'ACK' | 'PSH')[] = ['SYN'], extra: { vlan?: number } = {}): Buffer {
   return packet({
@@ -254,12 +247,8 @@ t.test('ICMP fragmentation-needed about a VIP flow goes to that flow\'s backend'
 
 t.test('per-service and per-backend counters move with each packet', async (t) => {
   const f: Flow = { vip: '10.0.0.1', vipPort: 80, clientPort: 49000 };
-  const id = svcId(f);
   const be = ringBackend(f);
-  const read = () => ({
-    svc: lb.dataplane.serviceCounters(id),
-    be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(be)) ?? []),
-  });
+  const read = () => stats(f, be);
   const a = read();
   const syn = tcpIn(f);
   net.run(lb, syn);

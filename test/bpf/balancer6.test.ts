@@ -8,7 +8,6 @@ import t from 'tap';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
 import { flowHash, vipFilterBit } from '../../src/dataplane/hash.js';
-import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
 import {
   icmpv6PacketTooBig,
   ipPacket,
@@ -43,7 +42,7 @@ const services: DesiredService[] = [
 ];
 
 const bench = new FixtureBench(CLIENT, RING, SEED);
-const { net, tuple, svcId, ringSlot: ringBackend } = bench;
+const { net, tuple, svcId, ringSlot: ringBackend, addrOf, stats } = bench;
 let lb: LoadedBalancer;
 
 t.before(() => {
@@ -56,12 +55,6 @@ t.before(() => {
   );
 });
 t.teardown(() => bench.down());
-
-function addrOf(f: Flow, id: number, pool: { address: string }[]): string {
-  const hit = pool.find((b) => lb.dataplane.backendId(svcId(f), b.address) === id);
-  if (!hit) throw new Error(`backend id ${id} not in pool`);
-  return hit.address;
-}
 
 function macOf(f: Flow, id: number): string {
   return l2Backends.find((b) => b.address === addrOf(f, id, l2Backends))!.mac;
@@ -391,12 +384,8 @@ t.test('truncated at every layer: IPv6 header, each extension header, TCP, UDP',
 
 t.test('per-service and per-backend counters move with each IPv6 packet', async (t) => {
   const f: Flow = { vip: 'fd00::1', vipPort: 80, clientPort: 49500 };
-  const id = svcId(f);
   const be = ringBackend(f);
-  const read = () => ({
-    svc: lb.dataplane.serviceCounters(id),
-    be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(be)) ?? []),
-  });
+  const read = () => stats(f, be);
   const a = read();
   const syn = tcpIn(f);
   const ack = tcpIn(f, ['ACK']);

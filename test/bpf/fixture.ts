@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import { inNetns, ifIndex, testRun } from '../../src/bpf/index.js';
 import type { LoadedBalancer } from '../../src/dataplane/loader.js';
 import { lbReduce, ringHash, type FlowTuple } from '../../src/dataplane/hash.js';
+import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
 import { hexDiff } from '../../src/packet/index.js';
 
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
@@ -182,5 +183,19 @@ export class FixtureBench {
   /** The backend id the ring gives a new flow, computed in TypeScript from the control plane's ring. */
   ringSlot = (f: Flow, srcOnly = false): number => {
     return this.lb.dataplane.ring(this.svcId(f))![lbReduce(ringHash(this.tuple(f), this.seed, srcOnly), this.ringSize)]!;
+  };
+  /** The address of the pool's backend that has id `backendId` in the flow's service. */
+  addrOf = (f: Flow, backendId: number, pool: { address: string }[]): string => {
+    const hit = pool.find((b) => this.lb.dataplane.backendId(this.svcId(f), b.address) === backendId);
+    if (!hit) throw new Error(`backend id ${backendId} not in pool`);
+    return hit.address;
+  };
+
+  /** The flow's service counters (summed over its backends) and one backend's. */
+  stats = (f: Flow, backendId: number) => {
+    return {
+      svc: this.lb.dataplane.serviceCounters(this.svcId(f)),
+      be: sumCounters(this.lb.maps.backend_stats.lookupPerCpu(u32Key(backendId)) ?? []),
+    };
   };
 }

@@ -8,7 +8,6 @@ import { execFileSync } from 'node:child_process';
 import { ifIndex, inNetns } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
 import { FixtureBench, type Flow } from './fixture.js';
 
 export type { Flow };
@@ -100,12 +99,5 @@ export class NatBench extends FixtureBench {
 
   connOf = (clientPort: number, vip: string) => {
     return this.lb.nat.connections().find((c) => c.clientPort === clientPort && c.vip === vip);
-  };
-
-  stats = (f: Flow, backendId: number) => {
-    return {
-      svc: this.lb.dataplane.serviceCounters(this.svcId(f)),
-      be: sumCounters(this.lb.maps.backend_stats.lookupPerCpu(u32Key(backendId)) ?? []),
-    };
   };
 }
