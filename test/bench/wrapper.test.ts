@@ -10,7 +10,7 @@ import { inNetns, testRun, type BpfProgram } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import { u32Key } from '../../src/dataplane/abi.js';
 import { hexDiff, packet, parsePacket, type TcpFlag } from '../../src/packet/index.js';
-import { FixtureNet, XDP } from '../bpf/fixture.js';
+import { FixtureNet, setUpBalancer, tearDownBalancer, XDP } from '../bpf/fixture.js';
 import { projectObject } from '../bpf/fixtures/build.js';
 
 const BENCH_SEQ = 1;
@@ -19,32 +19,24 @@ const net = new FixtureNet();
 let lb: LoadedBalancer;
 
 t.before(() => {
-  net.up();
-  try {
-    lb = loadBalancer({ objectPath: projectObject('bench_balancer'), ringSize: 251, maxServices: 16, flowBuckets: 1024, natEntries: 4096, nat6Entries: 4096 });
-    lb.nat.configure({ sources: [net.addr, net.addr6], portMin: 20000, portMax: 29999 });
-    lb.dataplane.apply([
-      { vip: '10.0.0.1', port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: '10.1.0.1', mac: '02:00:00:00:01:01', weight: 1 }] },
-      { vip: '10.0.0.2', port: 80, proto: 'tcp', mode: 'ipip', backends: [{ address: '10.2.0.1', weight: 1 }] },
-      { vip: 'fd00::1', port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: 'fd01::1', mac: '02:00:00:00:01:02', weight: 1 }] },
-      { vip: 'fd00::2', port: 80, proto: 'tcp', mode: 'ipip', backends: [{ address: 'fd02::1', weight: 1 }] },
-      { vip: 'fd00::3', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: 'fd02::11', port: 8080, weight: 1 }] },
-      { vip: 'fd00::4', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backends: [{ address: 'fd02::21', port: 8080, weight: 1 }] },
-    ]);
-    lb.dataplane.setCtl({ src4: net.addr, src6: net.addr6, clock: 1 });
-  } catch (e) {
-    lb?.close();
-    net.down();
-    throw e;
-  }
+  lb = setUpBalancer(
+    net,
+    () => loadBalancer({ objectPath: projectObject('bench_balancer'), ringSize: 251, maxServices: 16, flowBuckets: 1024, natEntries: 4096, nat6Entries: 4096 }),
+    (lb) => {
+      lb.nat.configure({ sources: [net.addr, net.addr6], portMin: 20000, portMax: 29999 });
+      lb.dataplane.apply([
+        { vip: '10.0.0.1', port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: '10.1.0.1', mac: '02:00:00:00:01:01', weight: 1 }] },
+        { vip: '10.0.0.2', port: 80, proto: 'tcp', mode: 'ipip', backends: [{ address: '10.2.0.1', weight: 1 }] },
+        { vip: 'fd00::1', port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: 'fd01::1', mac: '02:00:00:00:01:02', weight: 1 }] },
+        { vip: 'fd00::2', port: 80, proto: 'tcp', mode: 'ipip', backends: [{ address: 'fd02::1', weight: 1 }] },
+        { vip: 'fd00::3', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: 'fd02::11', port: 8080, weight: 1 }] },
+        { vip: 'fd00::4', port: 80, proto: 'tcp', mode: 'nat', fullNat: true, backends: [{ address: 'fd02::21', port: 8080, weight: 1 }] },
+      ]);
+      lb.dataplane.setCtl({ src4: net.addr, src6: net.addr6, clock: 1 });
+    },
+  );
 });
-t.teardown(() => {
-  try {
-    lb?.close();
-  } finally {
-    net.down();
-  }
-});
+t.teardown(() => tearDownBalancer(net, lb));
 
 const eth = { src: '02:cc:00:00:00:01', dst: '02:aa:00:00:00:01' };
 

@@ -5,10 +5,8 @@
 import t from 'tap';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { lbReduce, ringHash, type FlowTuple } from '../../src/dataplane/hash.js';
-import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
 import { icmpFragNeeded, ipPacket, packet, parsePacket, verifyIpv4Header } from '../../src/packet/index.js';
-import { FixtureNet, runFixture } from './fixture.js';
+import { FixtureBench, runFixture, type Flow } from './fixture.js';
 
 const RING = 251;
 const SEED = 0x5eed;
@@ -29,58 +27,20 @@ const services: DesiredService[] = [
   { vip: '10.0.0.6', port: 80, proto: 'tcp', mode: 'ipip', backends: [{ address: '10.4.0.1', weight: 1 }] },
 ];
 
-const net = new FixtureNet();
+const bench = new FixtureBench(CLIENT, RING, SEED);
+const { net, tuple, svcId, ringSlot: ringBackend, addrOf, stats } = bench;
 let lb: LoadedBalancer;
 
 t.before(() => {
-  net.up();
-  lb = loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED });
-  lb.dataplane.apply(services);
-  lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
+  lb = bench.start(
+    () => loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED }),
+    (lb) => {
+      lb.dataplane.apply(services);
+      lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
+    },
+  );
 });
-t.teardown(() => {
-  try {
-    lb?.close();
-  } finally {
-    net.down();
-  }
-});
-
-interface Flow {
-  vip: string;
-  vipPort: number;
-  clientPort: number;
-  client?: string;
-  proto?: 'tcp' | 'udp';
-}
-
-function tuple(f: Flow): FlowTuple {
-  return {
-    client: f.client ?? CLIENT,
-    clientPort: f.clientPort,
-    vip: f.vip,
-    vipPort: f.vipPort,
-    proto: f.proto === 'udp' ? 17 : 6,
-  };
-}
-
-function svcId(f: Flow): number {
-  const id = lb.dataplane.serviceId(f.vip, f.vipPort, f.proto ?? 'tcp');
-  if (id === undefined) throw new Error(`no service ${f.vip}:${f.vipPort}`);
-  return id;
-}
-
-/** The backend the ring gives a new flow, computed in TypeScript from the control plane's ring. */
-function ringBackend(f: Flow, srcOnly = false): number {
-  const ring = lb.dataplane.ring(svcId(f))!;
-  return ring[lbReduce(ringHash(tuple(f), SEED, srcOnly), RING)]!;
-}
-
-function addrOf(f: Flow, backendId: number, pool: { address: string }[]): string {
-  const hit = pool.find((b) => lb.dataplane.backendId(svcId(f), b.address) === backendId);
-  if (!hit) throw new Error(`backend id ${backendId} not in pool`);
-  return hit.address;
-}
+t.teardown(() => bench.down());
 
 function tcpIn(f: Flow, flags: ('SYN' | 'ACK' | 'PSH')[] = ['SYN'], extra: { vlan?: number } = {}): Buffer {
   return packet({
@@ -287,12 +247,8 @@ t.test('ICMP fragmentation-needed about a VIP flow goes to that flow\'s backend'
 
 t.test('per-service and per-backend counters move with each packet', async (t) => {
   const f: Flow = { vip: '10.0.0.1', vipPort: 80, clientPort: 49000 };
-  const id = svcId(f);
   const be = ringBackend(f);
-  const read = () => ({
-    svc: lb.dataplane.serviceCounters(id),
-    be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(be)) ?? []),
-  });
+  const read = () => stats(f, be);
   const a = read();
   const syn = tcpIn(f);
   net.run(lb, syn);

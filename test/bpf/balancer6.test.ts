@@ -7,8 +7,7 @@
 import t from 'tap';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { flowHash, lbReduce, ringHash, vipFilterBit, type FlowTuple } from '../../src/dataplane/hash.js';
-import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
+import { flowHash, vipFilterBit } from '../../src/dataplane/hash.js';
 import {
   icmpv6PacketTooBig,
   ipPacket,
@@ -18,7 +17,7 @@ import {
   type Ipv6ExtSpec,
   type L3Spec,
 } from '../../src/packet/index.js';
-import { FixtureNet, runFixture } from './fixture.js';
+import { FixtureBench, runFixture, type Flow } from './fixture.js';
 
 const RING = 251;
 const SEED = 0x5eed;
@@ -42,51 +41,20 @@ const services: DesiredService[] = [
   { vip: 'fd00::6', port: 80, proto: 'tcp', mode: 'l2dsr', hashSrcOnly: true, backends: l2Backends },
 ];
 
-const net = new FixtureNet();
+const bench = new FixtureBench(CLIENT, RING, SEED);
+const { net, tuple, svcId, ringSlot: ringBackend, addrOf, stats } = bench;
 let lb: LoadedBalancer;
 
 t.before(() => {
-  net.up();
-  lb = loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED });
-  lb.dataplane.apply(services);
-  lb.dataplane.setCtl({ src4: net.addr, src6: net.addr6, clock: 1 });
+  lb = bench.start(
+    () => loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED }),
+    (lb) => {
+      lb.dataplane.apply(services);
+      lb.dataplane.setCtl({ src4: net.addr, src6: net.addr6, clock: 1 });
+    },
+  );
 });
-t.teardown(() => {
-  try {
-    lb?.close();
-  } finally {
-    net.down();
-  }
-});
-
-interface Flow {
-  vip: string;
-  vipPort: number;
-  clientPort: number;
-  client?: string;
-  proto?: 'tcp' | 'udp';
-}
-
-function tuple(f: Flow): FlowTuple {
-  return { client: f.client ?? CLIENT, clientPort: f.clientPort, vip: f.vip, vipPort: f.vipPort, proto: f.proto === 'udp' ? 17 : 6 };
-}
-
-function svcId(f: Flow): number {
-  const id = lb.dataplane.serviceId(f.vip, f.vipPort, f.proto ?? 'tcp');
-  if (id === undefined) throw new Error(`no service ${f.vip}:${f.vipPort}`);
-  return id;
-}
-
-/** The backend the ring gives a new flow, computed in TypeScript from the control plane's ring. */
-function ringBackend(f: Flow, srcOnly = false): number {
-  return lb.dataplane.ring(svcId(f))![lbReduce(ringHash(tuple(f), SEED, srcOnly), RING)]!;
-}
-
-function addrOf(f: Flow, id: number, pool: { address: string }[]): string {
-  const hit = pool.find((b) => lb.dataplane.backendId(svcId(f), b.address) === id);
-  if (!hit) throw new Error(`backend id ${id} not in pool`);
-  return hit.address;
-}
+t.teardown(() => bench.down());
 
 function macOf(f: Flow, id: number): string {
   return l2Backends.find((b) => b.address === addrOf(f, id, l2Backends))!.mac;
@@ -416,12 +384,8 @@ t.test('truncated at every layer: IPv6 header, each extension header, TCP, UDP',
 
 t.test('per-service and per-backend counters move with each IPv6 packet', async (t) => {
   const f: Flow = { vip: 'fd00::1', vipPort: 80, clientPort: 49500 };
-  const id = svcId(f);
   const be = ringBackend(f);
-  const read = () => ({
-    svc: lb.dataplane.serviceCounters(id),
-    be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(be)) ?? []),
-  });
+  const read = () => stats(f, be);
   const a = read();
   const syn = tcpIn(f);
   const ack = tcpIn(f, ['ACK']);

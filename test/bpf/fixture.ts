@@ -10,6 +10,8 @@ import { randomBytes } from 'node:crypto';
 import type { Test } from 'tap';
 import { inNetns, ifIndex, testRun } from '../../src/bpf/index.js';
 import type { LoadedBalancer } from '../../src/dataplane/loader.js';
+import { lbReduce, ringHash, type FlowTuple } from '../../src/dataplane/hash.js';
+import { sumCounters, u32Key } from '../../src/dataplane/abi.js';
 import { hexDiff } from '../../src/packet/index.js';
 
 export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
@@ -105,4 +107,95 @@ export function runFixture(t: Test, lb: LoadedBalancer, net: FixtureNet, f: Fixt
     else t.pass(`${f.name}: output bytes as expected`);
   }
   return out;
+}
+
+/**
+ * A test file's set-up: brings `net` up, then `load` builds the balancer (and whatever the namespace
+ * needs first) and `configure` fills its maps. A throw in t.before ends the process before any
+ * teardown, so a failed set-up takes down what it made itself.
+ */
+export function setUpBalancer(net: FixtureNet, load: () => LoadedBalancer, configure: (lb: LoadedBalancer) => void): LoadedBalancer {
+  net.up();
+  let lb: LoadedBalancer | undefined;
+  try {
+    lb = load();
+    configure(lb);
+    return lb;
+  } catch (e) {
+    lb?.close();
+    net.down();
+    throw e;
+  }
+}
+
+/** The teardown that goes with setUpBalancer(): the namespace goes even if closing the balancer throws. */
+export function tearDownBalancer(net: FixtureNet, lb: LoadedBalancer | undefined): void {
+  try {
+    lb?.close();
+  } finally {
+    net.down();
+  }
+}
+
+/** A client's flow to a service; the client defaults to the bench's. */
+export interface Flow {
+  vip: string;
+  vipPort: number;
+  clientPort: number;
+  client?: string;
+  proto?: 'tcp' | 'udp';
+}
+
+/**
+ * A test file's namespace and balancer, with the helpers that predict the balancer's choices from
+ * the control plane's ring. The helpers are arrow functions, so a test file can take them apart:
+ * `const { net, tuple, svcId } = bench`.
+ */
+export class FixtureBench {
+  readonly net = new FixtureNet();
+  lb!: LoadedBalancer;
+
+  constructor(
+    readonly client: string,
+    readonly ringSize: number,
+    readonly seed: number,
+  ) {}
+
+  start(load: () => LoadedBalancer, configure: (lb: LoadedBalancer) => void): LoadedBalancer {
+    this.lb = setUpBalancer(this.net, load, configure);
+    return this.lb;
+  }
+
+  down(): void {
+    tearDownBalancer(this.net, this.lb);
+  }
+
+  tuple = (f: Flow): FlowTuple => {
+    return { client: f.client ?? this.client, clientPort: f.clientPort, vip: f.vip, vipPort: f.vipPort, proto: f.proto === 'udp' ? 17 : 6 };
+  };
+
+  svcId = (f: Flow): number => {
+    const id = this.lb.dataplane.serviceId(f.vip, f.vipPort, f.proto ?? 'tcp');
+    if (id === undefined) throw new Error(`no service ${f.vip}:${f.vipPort}`);
+    return id;
+  };
+
+  /** The backend id the ring gives a new flow, computed in TypeScript from the control plane's ring. */
+  ringSlot = (f: Flow, srcOnly = false): number => {
+    return this.lb.dataplane.ring(this.svcId(f))![lbReduce(ringHash(this.tuple(f), this.seed, srcOnly), this.ringSize)]!;
+  };
+  /** The address of the pool's backend that has id `backendId` in the flow's service. */
+  addrOf = (f: Flow, backendId: number, pool: { address: string }[]): string => {
+    const hit = pool.find((b) => this.lb.dataplane.backendId(this.svcId(f), b.address) === backendId);
+    if (!hit) throw new Error(`backend id ${backendId} not in pool`);
+    return hit.address;
+  };
+
+  /** The flow's service counters (summed over its backends) and one backend's. */
+  stats = (f: Flow, backendId: number) => {
+    return {
+      svc: this.lb.dataplane.serviceCounters(this.svcId(f)),
+      be: sumCounters(this.lb.maps.backend_stats.lookupPerCpu(u32Key(backendId)) ?? []),
+    };
+  };
 }

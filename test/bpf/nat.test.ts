@@ -10,11 +10,11 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ifIndex, inNetns } from '../../src/bpf/index.js';
+import { inNetns } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { lbReduce, ringHash, type FlowTuple } from '../../src/dataplane/hash.js';
-import { NAT_DIR, natEntry, natKey, sumCounters, u32Key, type NatKey } from '../../src/dataplane/abi.js';
+import { lbReduce, ringHash } from '../../src/dataplane/hash.js';
+import { NAT_DIR, natEntry, natKey, type NatKey } from '../../src/dataplane/abi.js';
 import { fullNatFirstChoice, monotonicNs } from '../../src/dataplane/nat.js';
 import {
   icmpFragNeeded,
@@ -26,15 +26,12 @@ import {
   type PacketSpec,
   type TcpFlag,
 } from '../../src/packet/index.js';
-import { FixtureNet, runFixture, XDP } from './fixture.js';
+import { runFixture, XDP } from './fixture.js';
+import { NatBench, PORT_MAX, PORT_MIN, RING, SEED, type Flow, type Hdr } from './nat-fixture.js';
 
-const RING = 251;
-const SEED = 0x5eed;
 const CLIENT = '192.0.2.10';
 const ROUTER_MAC = '02:cc:00:00:00:01';
 const SOURCES = ['10.9.0.1', '10.9.0.100'];
-const PORT_MIN = 20000;
-const PORT_MAX = 29999;
 /** The second interface of the fixture namespace: NAT traffic to 10.5.0.0/16 leaves by it. */
 const OUT2 = { ifname: 'veth2', mac: '02:aa:00:00:00:11', addr: '10.8.0.1', gw: '10.8.0.2', gwMac: '02:bb:00:00:00:02', net: '10.5.0.0/16' };
 
@@ -59,85 +56,16 @@ const services: DesiredService[] = [
   { vip: '10.0.0.1', port: 80, proto: 'tcp', mode: 'l2dsr', backends: [{ address: '10.1.0.1', mac: '02:00:00:00:01:01', weight: 1 }] },
 ];
 
-const net = new FixtureNet();
+const bench = new NatBench({ services, sources: SOURCES, client: CLIENT, out2: OUT2, clientNets: ['192.0.2.0/24', '198.51.100.0/24'] });
+const { net, ipn, tuple, svcId, ringBackend, connOf, stats } = bench;
 let lb: LoadedBalancer;
-let out2Index = 0;
-
-function ipn(...args: string[]): void {
-  execFileSync('ip', ['-n', net.ns, ...args], { stdio: 'pipe' });
-}
 
 t.before(() => {
-  net.up();
-  try {
-    // Clients are routed through the gateway too, so replies have a next hop.
-    ipn('route', 'add', '192.0.2.0/24', 'via', net.gw);
-    ipn('route', 'add', '198.51.100.0/24', 'via', net.gw);
-    ipn('link', 'add', OUT2.ifname, 'type', 'veth', 'peer', 'name', 'veth3');
-    ipn('link', 'set', OUT2.ifname, 'address', OUT2.mac);
-    ipn('link', 'set', OUT2.ifname, 'up');
-    ipn('link', 'set', 'veth3', 'up');
-    ipn('addr', 'add', `${OUT2.addr}/24`, 'dev', OUT2.ifname);
-    ipn('neigh', 'replace', OUT2.gw, 'lladdr', OUT2.gwMac, 'dev', OUT2.ifname, 'nud', 'permanent');
-    ipn('route', 'add', OUT2.net, 'via', OUT2.gw);
-    out2Index = inNetns(net.ns, () => ifIndex(OUT2.ifname));
-    lb = loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED, natEntries: 4096 });
-    lb.nat.configure({ sources: SOURCES, portMin: PORT_MIN, portMax: PORT_MAX });
-    // A devmap resolves ifindexes in the caller's namespace.
-    inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, out2Index]));
-    lb.dataplane.apply(services);
-    lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
-  } catch (e) {
-    // A throw here ends the process before any teardown: leave no namespace behind.
-    lb?.close();
-    net.down();
-    throw e;
-  }
+  lb = bench.up();
 });
-t.teardown(() => {
-  try {
-    lb?.close();
-  } finally {
-    net.down();
-  }
-});
+t.teardown(() => bench.down());
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-interface Flow {
-  vip: string;
-  vipPort: number;
-  clientPort: number;
-  client?: string;
-  proto?: 'tcp' | 'udp';
-}
-
-function tuple(f: Flow): FlowTuple {
-  return { client: f.client ?? CLIENT, clientPort: f.clientPort, vip: f.vip, vipPort: f.vipPort, proto: f.proto === 'udp' ? 17 : 6 };
-}
-
-function svcId(f: Flow): number {
-  const id = lb.dataplane.serviceId(f.vip, f.vipPort, f.proto ?? 'tcp');
-  if (id === undefined) throw new Error(`no service ${f.vip}:${f.vipPort}`);
-  return id;
-}
-
-/** The backend (address and port) the ring gives a new flow, computed from the control plane's ring. */
-function ringBackend(f: Flow): { address: string; port: number; id: number } {
-  const svc = services.find((s) => s.vip === f.vip && s.port === f.vipPort && s.proto === (f.proto ?? 'tcp'));
-  const want = lb.dataplane.ring(svcId(f))![lbReduce(ringHash(tuple(f), SEED, false), RING)]!;
-  for (const b of svc?.backends ?? []) {
-    if (lb.dataplane.backendId(svcId(f), b.address, b.port ?? 0) === want) return { address: b.address, port: b.port || f.vipPort, id: want };
-  }
-  throw new Error(`ring slot holds unknown backend id ${want}`);
-}
-
-interface Hdr {
-  src: string;
-  sport: number;
-  dst: string;
-  dport: number;
-}
 
 /** A TCP segment from the router to the LB, with enough in it (payload, seq, window) to catch stray writes. */
 function tcpSpec(h: Hdr, flags: TcpFlag[] = ['SYN'], ttl = 64): PacketSpec {
@@ -184,10 +112,6 @@ function checksumsOk(t: Test, out: Buffer, what: string): void {
   if (p.udp) t.equal(p.udp.checksumOk, true, `${what}: UDP checksum valid or absent (independent check)`);
 }
 
-function connOf(clientPort: number, vip: string) {
-  return lb.nat.connections().find((c) => c.clientPort === clientPort && c.vip === vip);
-}
-
 /** Moves both entries of a connection back in time, as if it had been idle for `sec` seconds. */
 function age(fwd: NatKey, sec: number): void {
   const keys = [fwd];
@@ -201,13 +125,6 @@ function age(fwd: NatKey, sec: number): void {
     const e = natEntry.decode(v);
     lb.maps.nat_conns.update(natKey.encode(k), natEntry.encode({ ...e, lastSeen: monotonicNs() - BigInt(sec) * 1_000_000_000n }));
   }
-}
-
-function stats(f: Flow, backendId: number) {
-  return {
-    svc: lb.dataplane.serviceCounters(svcId(f)),
-    be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(backendId)) ?? []),
-  };
 }
 
 // ---- LB as the backends' gateway ---------------------------------------------------------------
@@ -587,7 +504,7 @@ t.test('next hop: another interface redirects through the devmap; what XDP canno
     name: 'egress not in tx_ports', in: packet(ack), verdict: 'PASS', reason: 'PASS_NAT_KERNEL',
     out: translated(ack, { src: CLIENT, sport: 48000, dst: '10.5.0.1', dport: 8080 }, { smac: ROUTER_MAC, dmac: net.mac }, 0),
   });
-  inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, out2Index]));
+  inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, bench.out2Index]));
 
   const unres = tcpSpec({ src: CLIENT, sport: 48001, dst: '10.0.1.5', dport: 80 });
   const uo = runFixture(t, lb, net, {

@@ -12,11 +12,10 @@
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ifIndex, inNetns } from '../../src/bpf/index.js';
+import { inNetns } from '../../src/bpf/index.js';
 import { loadBalancer, type LoadedBalancer } from '../../src/dataplane/loader.js';
 import type { DesiredService } from '../../src/dataplane/apply.js';
-import { lbReduce, ringHash, type FlowTuple } from '../../src/dataplane/hash.js';
-import { NAT_DIR, nat6Entry, nat6Key, natKey, sumCounters, u32Key, type NatKey } from '../../src/dataplane/abi.js';
+import { NAT_DIR, nat6Entry, nat6Key, natKey, type NatKey } from '../../src/dataplane/abi.js';
 import { fullNatFirstChoice, monotonicNs } from '../../src/dataplane/nat.js';
 import {
   icmpv6PacketTooBig,
@@ -29,17 +28,14 @@ import {
   type PacketSpec,
   type TcpFlag,
 } from '../../src/packet/index.js';
-import { FixtureNet, runFixture, XDP } from './fixture.js';
+import { runFixture, XDP } from './fixture.js';
+import { NatBench, PORT_MAX, PORT_MIN, RING, SEED, type Flow, type Hdr } from './nat-fixture.js';
 
-const RING = 251;
-const SEED = 0x5eed;
 const CLIENT = '2001:db8:1::10';
 const ROUTER_MAC = '02:cc:00:00:00:01';
 /** Full-NAT sources of both families: NAT66 must take only the IPv6 ones. */
 const SOURCES = ['10.9.0.1', 'fd09::1', 'fd09::100'];
 const SOURCES6 = ['fd09::1', 'fd09::100'];
-const PORT_MIN = 20000;
-const PORT_MAX = 29999;
 /** A second interface: NAT66 traffic to fd05::/32 leaves by it. */
 const OUT2 = { ifname: 'veth2', mac: '02:aa:00:00:00:11', addr: 'fd08::1', gw: 'fd08::2', gwMac: '02:bb:00:00:00:02', net: 'fd05::/32' };
 
@@ -65,84 +61,16 @@ const services: DesiredService[] = [
   { vip: '10.0.1.1', port: 80, proto: 'tcp', mode: 'nat', backends: [{ address: '10.2.0.11', port: 8080, weight: 1 }] },
 ];
 
-const net = new FixtureNet();
+const bench = new NatBench({ services, sources: SOURCES, client: CLIENT, out2: OUT2, clientNets: ['2001:db8::/32', '192.0.2.0/24'], nat6Entries: 4096 });
+const { net, ipn, tuple, svcId, ringBackend, connOf, stats } = bench;
 let lb: LoadedBalancer;
-let out2Index = 0;
-
-function ipn(...args: string[]): void {
-  execFileSync('ip', ['-n', net.ns, ...args], { stdio: 'pipe' });
-}
 
 t.before(() => {
-  net.up();
-  try {
-    // Clients are routed through the gateway too, so replies have a next hop.
-    ipn('-6', 'route', 'add', '2001:db8::/32', 'via', net.gw6);
-    ipn('route', 'add', '192.0.2.0/24', 'via', net.gw);
-    ipn('link', 'add', OUT2.ifname, 'type', 'veth', 'peer', 'name', 'veth3');
-    ipn('link', 'set', OUT2.ifname, 'address', OUT2.mac);
-    ipn('link', 'set', OUT2.ifname, 'up');
-    ipn('link', 'set', 'veth3', 'up');
-    ipn('-6', 'addr', 'add', `${OUT2.addr}/64`, 'dev', OUT2.ifname, 'nodad');
-    ipn('-6', 'neigh', 'replace', OUT2.gw, 'lladdr', OUT2.gwMac, 'dev', OUT2.ifname, 'nud', 'permanent');
-    ipn('-6', 'route', 'add', OUT2.net, 'via', OUT2.gw);
-    out2Index = inNetns(net.ns, () => ifIndex(OUT2.ifname));
-    lb = loadBalancer({ ringSize: RING, maxServices: 16, flowBuckets: 1024, seed: SEED, natEntries: 4096, nat6Entries: 4096 });
-    lb.nat.configure({ sources: SOURCES, portMin: PORT_MIN, portMax: PORT_MAX });
-    inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, out2Index]));
-    lb.dataplane.apply(services);
-    lb.dataplane.setCtl({ src4: net.addr, clock: 1 });
-  } catch (e) {
-    // A throw here ends the process before any teardown: leave no namespace behind.
-    lb?.close();
-    net.down();
-    throw e;
-  }
+  lb = bench.up();
 });
-t.teardown(() => {
-  try {
-    lb?.close();
-  } finally {
-    net.down();
-  }
-});
+t.teardown(() => bench.down());
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-interface Flow {
-  vip: string;
-  vipPort: number;
-  clientPort: number;
-  client?: string;
-  proto?: 'tcp' | 'udp';
-}
-
-function tuple(f: Flow): FlowTuple {
-  return { client: f.client ?? CLIENT, clientPort: f.clientPort, vip: f.vip, vipPort: f.vipPort, proto: f.proto === 'udp' ? 17 : 6 };
-}
-
-function svcId(f: Flow): number {
-  const id = lb.dataplane.serviceId(f.vip, f.vipPort, f.proto ?? 'tcp');
-  if (id === undefined) throw new Error(`no service ${f.vip}:${f.vipPort}`);
-  return id;
-}
-
-/** The backend the ring gives a new flow, from the control plane's ring and its IPv6 flow hash. */
-function ringBackend(f: Flow): { address: string; port: number; id: number } {
-  const svc = services.find((s) => s.vip === f.vip && s.port === f.vipPort && s.proto === (f.proto ?? 'tcp'));
-  const want = lb.dataplane.ring(svcId(f))![lbReduce(ringHash(tuple(f), SEED, false), RING)]!;
-  for (const b of svc?.backends ?? []) {
-    if (lb.dataplane.backendId(svcId(f), b.address, b.port ?? 0) === want) return { address: b.address, port: b.port || f.vipPort, id: want };
-  }
-  throw new Error(`ring slot holds unknown backend id ${want}`);
-}
-
-interface Hdr {
-  src: string;
-  sport: number;
-  dst: string;
-  dport: number;
-}
 
 /** A TCP segment from the router to the LB; traffic class and flow label set, to catch stray writes. */
 function tcpSpec(h: Hdr, flags: TcpFlag[] = ['SYN'], hopLimit = 64, ext?: Ipv6ExtSpec[]): PacketSpec {
@@ -189,10 +117,6 @@ function checksumsOk(t: Test, out: Buffer, what: string): void {
   if (p.udp) t.equal(p.udp.checksumOk, true, `${what}: UDP checksum valid (independent check)`);
 }
 
-function connOf(clientPort: number, vip: string) {
-  return lb.nat.connections().find((c) => c.clientPort === clientPort && c.vip === vip);
-}
-
 /** Moves both entries of a NAT66 connection back in time, as if it had been idle for `sec` seconds. */
 function age(fwd: NatKey, sec: number): void {
   const m = lb.maps.nat6_conns;
@@ -205,13 +129,6 @@ function age(fwd: NatKey, sec: number): void {
     if (!v) throw new Error(`no entry ${JSON.stringify(k)}`);
     m.update(nat6Key.encode(k), nat6Entry.encode({ ...nat6Entry.decode(v), lastSeen: monotonicNs() - BigInt(sec) * 1_000_000_000n }));
   }
-}
-
-function stats(f: Flow, backendId: number) {
-  return {
-    svc: lb.dataplane.serviceCounters(svcId(f)),
-    be: sumCounters(lb.maps.backend_stats.lookupPerCpu(u32Key(backendId)) ?? []),
-  };
 }
 
 const count6 = () => [...lb.maps.nat6_conns.keys()].length;
@@ -551,7 +468,7 @@ t.test('next hop: redirect through the devmap, the kernel for what XDP cannot se
     name: 'egress not in tx_ports', in: packet(ack), verdict: 'PASS', reason: 'PASS_NAT_KERNEL',
     out: translated(ack, { src: CLIENT, sport: 48000, dst: 'fd05::1', dport: 8080 }, { smac: ROUTER_MAC, dmac: net.mac }, 0),
   });
-  inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, out2Index]));
+  inNetns(net.ns, () => lb.nat.setTxPorts([net.ifindex, bench.out2Index]));
 
   const unres = tcpSpec({ src: CLIENT, sport: 48001, dst: 'fd00:1::5', dport: 80 });
   checksumsOk(t, runFixture(t, lb, net, {
