@@ -40,17 +40,6 @@ static __always_inline int vip_filter_hit(__be32 daddr)
 	return w && (*w & (1ULL << (bit & 63)));
 }
 
-static __always_inline void count(void *map, __u32 idx, __u64 bytes, int is_new)
-{
-	struct lb_counters *c = bpf_map_lookup_elem(map, &idx);
-
-	if (c) {
-		c->packets++;
-		c->bytes += bytes;
-		c->new_flows += is_new;
-	}
-}
-
 /*
  * The IPv6 path, a branch of its own off the ethertype test. Inlined: as a BPF subprogram it
  * (and fwd_ipip6 below it) would stack its frame on the entry's, which the IPv4 path and NAT
@@ -157,7 +146,7 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 		flow.vip = lb_fold6(q->saddr.in6_u.u6_addr32);
 		flow.proto = q->nexthdr;
 		flow.ports = ((__u32)qports[1] << 16) | qports[0];
-		count(&reasons, LB_R_ICMP_TOO_BIG, 0, 0);
+		count_reason(LB_R_ICMP_TOO_BIG);
 		break;
 	}
 	default:
@@ -186,7 +175,7 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 		*reason = LB_R_DROP_NO_BACKEND;
 		return XDP_DROP;
 	}
-	count(&backend_stats, be_id, end - data, is_new);
+	count_backend(be_id, end - data, is_new);
 
 	switch (svc->mode) {
 	case LB_MODE_L2DSR:
@@ -331,7 +320,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		flow.vip = q->saddr;
 		flow.proto = q->protocol;
 		flow.ports = ((__u32)qports[1] << 16) | qports[0];
-		count(&reasons, LB_R_ICMP_TOO_BIG, 0, 0);
+		count_reason(LB_R_ICMP_TOO_BIG);
 		break;
 	}
 	default:
@@ -365,7 +354,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		*reason = LB_R_DROP_NO_BACKEND;
 		return XDP_DROP;
 	}
-	count(&backend_stats, be_id, end - data, is_new);
+	count_backend(be_id, end - data, is_new);
 
 	switch (svc->mode) {
 	case LB_MODE_L2DSR:

@@ -19,7 +19,7 @@
  *
  * NAT66 (nat6.h) behaves the same on its own table and shares the helpers here that do not
  * depend on the address family: nat_l4, nat_next_state, nat_timed_out, nat_no_route, nat_egress,
- * nat_sent_reason, nat_count.
+ * nat_sent_reason.
  */
 #ifndef LB_NAT_H
 #define LB_NAT_H
@@ -202,17 +202,6 @@ static __always_inline long nat_claim(const struct lb_nat_key *rk, const struct 
 	return bpf_map_update_elem(&nat_conns, rk, rv, BPF_NOEXIST);
 }
 
-static __always_inline void nat_count(void *map, __u32 idx, __u64 bytes, int is_new)
-{
-	struct lb_counters *c = bpf_map_lookup_elem(map, &idx);
-
-	if (c) {
-		c->packets++;
-		c->bytes += bytes;
-		c->new_flows += is_new;
-	}
-}
-
 /*
  * For both families: whether the kernel's next-hop answer (bpf_fib_lookup's rc) leaves a
  * translated packet nowhere to go; *reason is then set and the packet is dropped.
@@ -379,7 +368,7 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 
 			if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 				nat_touch(e, &key, st, now);
-			nat_count(&backend_stats, be_id, bytes, 0);
+			count_backend(be_id, bytes, 0);
 			return nat_xmit(ctx, eth, iph, &l, e->saddr, e->daddr, e->sport, e->dport,
 					e->flags & LB_NAT_F_FULL, vlan, 0, now, reason);
 		}
@@ -467,7 +456,7 @@ static __always_inline int nat_forward(struct xdp_md *ctx, const struct lb_servi
 		*reason = LB_R_DROP_NAT_TABLE_FULL;
 		return XDP_DROP;
 	}
-	nat_count(&backend_stats, be_id, bytes, 1);
+	count_backend(be_id, bytes, 1);
 	return nat_xmit(ctx, eth, iph, &l, rk.daddr, rk.saddr, rk.dport, rk.sport,
 			ne.flags & LB_NAT_F_FULL, vlan, 0, now, reason);
 }

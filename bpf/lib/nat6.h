@@ -6,7 +6,7 @@
  * with BPF_NOEXIST, the partner found by swapping a value), the same states, timeouts, expiry
  * (an entry past its timeout is absent here, the sweeper deletes it), touch rule, counters and
  * verdict reasons. nat.h's family-neutral helpers (nat_l4, nat_next_state, nat_timed_out,
- * nat_no_route, nat_egress, nat_sent_reason, nat_count) are used as they are; what differs is the
+ * nat_no_route, nat_egress, nat_sent_reason; count_backend in maps.h) are used as they are; what differs is the
  * 128-bit address handling and:
  *  - IPv6 has no header checksum: only TCP/UDP checksums change, over the pseudo header's
  *    addresses and the ports;
@@ -257,7 +257,7 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 
 			if (st != e->state || (__s64)(now - e->last_seen) > (__s64)LB_NAT_TOUCH_NS)
 				nat6_touch(e, &key, st, now);
-			nat_count(&backend_stats, be_id, bytes, 0);
+			count_backend(be_id, bytes, 0);
 			return nat6_xmit(ctx, p, &l, e->saddr, e->daddr, e->sport, e->dport,
 					 e->flags & LB_NAT_F_FULL, 0, now, reason);
 		}
@@ -341,7 +341,7 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 		*reason = LB_R_DROP_NAT_TABLE_FULL;
 		return XDP_DROP;
 	}
-	nat_count(&backend_stats, be_id, bytes, 1);
+	count_backend(be_id, bytes, 1);
 	return nat6_xmit(ctx, p, &l, rk.daddr, rk.saddr, rk.dport, rk.sport,
 			 ne.flags & LB_NAT_F_FULL, 0, now, reason);
 }
