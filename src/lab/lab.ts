@@ -10,7 +10,8 @@
  * handled where the links are made: no duplicate address detection anywhere (accept_dad=0 before any
  * link exists, `nodad` on every address), or addresses stay tentative for a second and the first
  * connections fail; and no multicast snooping on the bridges, which would otherwise forward a
- * neighbour solicitation only to ports whose MLD report it happened to see.
+ * neighbour solicitation only to ports whose MLD report it happened to see. Set-up ends when every
+ * veth is operationally up (linkup.ts): before that, the first packet of each link waits a second.
  * Backends get their VIPs from scripts/server-prep.sh and run dist/lab/backend-server.js.
  *
  * labDown() removes everything of a prefix from what exists, not from what was recorded, so it also
@@ -22,6 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LbError, isLbError } from '../errors.js';
 import { exec, ipBatch, run } from './exec.js';
+import { waitVethsUp } from './linkup.js';
 import {
   buildTopology,
   namespacesOf,
@@ -383,6 +385,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<Lab> {
     await buildRouter(topo);
     await Promise.all(topo.hosts.map((h) => configureHost(topo, h)));
     await applyVethQuirks(topo);
+    await Promise.all(namespacesOf(topo).map((ns) => waitVethsUp(ns)));
 
     const backends = topo.hosts.filter((h) => h.role === 'backend');
     const lbHost = topo.hosts.find((h) => h.role === 'lb');

@@ -16,7 +16,7 @@ import { formatNat } from '../../src/cli/commands/nat.js';
 import { formatServices, hostPort } from '../../src/cli/output.js';
 import type { ServiceView } from '../../src/daemon/daemon.js';
 import { ctlValue, u32Key } from '../../src/dataplane/abi.js';
-import { run } from '../../src/lab/index.js';
+import { run, waitVethsUp } from '../../src/lab/index.js';
 import { DaemonProc, lbctl } from '../daemon/harness.js';
 
 t.test('parseVipPort: [IPv6]:port[/proto]; an unbracketed IPv6 with a port is refused', async (t) => {
@@ -150,6 +150,7 @@ async function veth(ns: string, peer: string, addrs: string[]): Promise<void> {
   await run(['ip', '-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', peer]);
   for (const a of addrs) await run(['ip', '-n', ns, 'addr', 'add', a, 'dev', 'eth0', ...(a.includes(':') ? ['nodad'] : [])]);
   for (const n of [ns, peer]) await run(['ip', '-n', n, 'link', 'set', 'eth0', 'up']);
+  for (const n of [ns, peer]) await waitVethsUp(n);
 }
 
 t.test('the lbctl edit cycle with IPv6, on a real daemon', { skip }, async (t) => {

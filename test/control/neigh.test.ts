@@ -5,7 +5,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { exec, run, REPO_ROOT } from '../../src/lab/index.js';
+import { exec, run, REPO_ROOT, waitVethsUp } from '../../src/lab/index.js';
 
 const ID = randomBytes(3).toString('hex');
 const A = `xh6-${ID}-a`;
@@ -35,6 +35,7 @@ t.test('an unknown neighbour is resolved by the poke: IPv4 by ARP, IPv6 by NDP; 
     await run(['ip', '-n', ns, 'addr', 'add', `fd66::${n}/64`, 'dev', 'eth0', 'nodad']);
     await run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
   }
+  for (const ns of [A, B]) await waitVethsUp(ns);
   const before = await run(['ip', '-n', A, '-6', 'neigh', 'show', 'fd66::2']);
   t.equal(before.stdout.trim(), '', 'no IPv6 neighbour entry before');
 

@@ -16,7 +16,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { DatapathRoutes, DEFAULT_PORT_BASE, DEFAULT_RULE_PRIORITY, DEFAULT_SLOTS, DEFAULT_TABLE_BASE, ipipNote, type DatapathSlot } from '../../src/health/index.js';
-import { exec, run, REPO_ROOT } from '../../src/lab/index.js';
+import { exec, run, REPO_ROOT, waitVethsUp } from '../../src/lab/index.js';
 import { selfSigned, sleep } from './fixtures/helpers.js';
 
 const ID = randomBytes(3).toString('hex');
@@ -163,6 +163,7 @@ t.before(async () => {
     await ip(ns, 'link', 'set', dev, 'up');
   }
   for (const ns of NAMESPACES) await ip(ns, 'link', 'set', 'lo', 'up');
+  await Promise.all(NAMESPACES.map((ns) => waitVethsUp(ns)));
   await exec(LB, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.eth0.rp_filter=1']);
   await exec(BE, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=0', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0', 'net.ipv4.conf.eth1.rp_filter=0']);
   await exec(BE2, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0']);
