@@ -5,7 +5,7 @@
  *
  * nat_forward() takes a packet to a nat service, nat_reply() a packet from a NAT backend's
  * address, nat_icmp_forward() an ICMP error to a nat service's VIP about a connection's packet;
- * each returns an XDP verdict and sets *reason. Both send with the kernel's next hop
+ * each returns an XDP verdict and sets *reason. All send with the kernel's next hop
  * (bpf_fib_lookup, through nexthop.h's per-CPU cache: see nat_xmit()): XDP_TX when the packet
  * leaves by the interface it came in on, XDP_REDIRECT through the tx_ports devmap when it leaves
  * by another, XDP_PASS (already translated) when XDP cannot send it itself (neighbour not resolved
