@@ -299,6 +299,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		/*
 		 * Fragmentation-needed about a reply the backend sent from the VIP: the quoted header
 		 * is VIP -> client, so the flow is the quote reversed, and its backend must see it.
+		 * A nat service's connection is found the same way, by nat_icmp_forward().
 		 */
 		struct icmphdr *ic = l4;
 		struct iphdr *q = (void *)(ic + 1);
@@ -338,9 +339,13 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		*reason = LB_R_DROP_IP_OPTIONS;
 		return XDP_DROP;
 	}
-	/* Unlikely for the compiler: block layout and register spills favour the DSR paths. */
-	if (__builtin_expect(svc->mode == LB_MODE_NAT, 0))
+	/* Unlikely for the compiler: block layout and register spills favour the DSR paths. ICMP is
+	 * told apart here, not in nat_forward(), whose TCP/UDP code it would cost spills. */
+	if (__builtin_expect(svc->mode == LB_MODE_NAT, 0)) {
+		if (__builtin_expect(iph->protocol == IPPROTO_ICMP, 0))
+			return nat_icmp_forward(ctx, eth, iph, end, vlan, reason);
 		return nat_forward(ctx, svc, eth, iph, end, vlan, reason);
+	}
 	cfg = bpf_map_lookup_elem(&ctl, &zero);
 	if (!cfg)
 		return XDP_ABORTED;
