@@ -160,8 +160,12 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 		*reason = LB_R_PASS_NOT_SERVICE;
 		goto not_service;
 	}
-	if (svc->mode == LB_MODE_NAT)
+	if (svc->mode == LB_MODE_NAT) {
+		/* Here, not in nat6_forward(): its locals and these do not share the stack. */
+		if (__builtin_expect(proto == IPPROTO_ICMPV6, 0))
+			return nat6_icmp_forward(ctx, &pkt, end, reason);
 		return nat6_forward(ctx, svc, &pkt, end, reason);
+	}
 	cfg = bpf_map_lookup_elem(&ctl, &zero);
 	if (!cfg)
 		return XDP_ABORTED;
