@@ -160,8 +160,12 @@ static __always_inline int balance6(struct xdp_md *ctx, struct ethhdr *eth, stru
 		*reason = LB_R_PASS_NOT_SERVICE;
 		goto not_service;
 	}
-	if (svc->mode == LB_MODE_NAT)
+	if (svc->mode == LB_MODE_NAT) {
+		/* Here, not in nat6_forward(): its locals and these do not share the stack. */
+		if (__builtin_expect(proto == IPPROTO_ICMPV6, 0))
+			return nat6_icmp_forward(ctx, &pkt, end, reason);
 		return nat6_forward(ctx, svc, &pkt, end, reason);
+	}
 	cfg = bpf_map_lookup_elem(&ctl, &zero);
 	if (!cfg)
 		return XDP_ABORTED;
@@ -299,6 +303,7 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		/*
 		 * Fragmentation-needed about a reply the backend sent from the VIP: the quoted header
 		 * is VIP -> client, so the flow is the quote reversed, and its backend must see it.
+		 * A nat service's connection is found the same way, by nat_icmp_forward().
 		 */
 		struct icmphdr *ic = l4;
 		struct iphdr *q = (void *)(ic + 1);
@@ -338,9 +343,13 @@ static __always_inline int balance(struct xdp_md *ctx, __u32 *reason)
 		*reason = LB_R_DROP_IP_OPTIONS;
 		return XDP_DROP;
 	}
-	/* Unlikely for the compiler: block layout and register spills favour the DSR paths. */
-	if (__builtin_expect(svc->mode == LB_MODE_NAT, 0))
+	/* Unlikely for the compiler: block layout and register spills favour the DSR paths. ICMP is
+	 * told apart here, not in nat_forward(), whose TCP/UDP code it would cost spills. */
+	if (__builtin_expect(svc->mode == LB_MODE_NAT, 0)) {
+		if (__builtin_expect(iph->protocol == IPPROTO_ICMP, 0))
+			return nat_icmp_forward(ctx, eth, iph, end, vlan, reason);
 		return nat_forward(ctx, svc, eth, iph, end, vlan, reason);
+	}
 	cfg = bpf_map_lookup_elem(&ctl, &zero);
 	if (!cfg)
 		return XDP_ABORTED;

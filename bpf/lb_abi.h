@@ -139,7 +139,7 @@ enum lb_reason {
 	LB_R_PASS_NAT_KERNEL,     /* nat: translated, handed to the kernel to forward (next hop unresolved, VLAN, egress not in tx_ports) */
 	LB_R_PASS_NOT_NAT,        /* from a NAT backend's address, but no live connection entry: untouched */
 	LB_R_PASS_NAT_TTL,        /* nat: TTL would expire here: untouched, the kernel answers */
-	LB_R_PASS_NAT_ICMP,       /* ICMP to a nat service: left to the kernel (not translated) */
+	LB_R_PASS_NAT_ICMP,       /* ICMP to a nat service that is not an error about a live connection: left to the kernel */
 	LB_R_DROP_NAT_NO_ROUTE,   /* nat: no route to the translated destination */
 	LB_R_DROP_NAT_MTU,        /* nat: the packet exceeds the egress MTU */
 	LB_R_DROP_NAT_NO_PORT,    /* full NAT: every probed source port is taken */

@@ -4,7 +4,8 @@
  * both directions, translate the backend's replies back.
  *
  * nat_forward() takes a packet to a nat service, nat_reply() a packet from a NAT backend's
- * address; each returns an XDP verdict and sets *reason. Both send with the kernel's next hop
+ * address, nat_icmp_forward() an ICMP error to a nat service's VIP about a connection's packet;
+ * each returns an XDP verdict and sets *reason. All send with the kernel's next hop
  * (bpf_fib_lookup, through nexthop.h's per-CPU cache: see nat_xmit()): XDP_TX when the packet
  * leaves by the interface it came in on, XDP_REDIRECT through the tx_ports devmap when it leaves
  * by another, XDP_PASS (already translated) when XDP cannot send it itself (neighbour not resolved
@@ -309,6 +310,122 @@ static __always_inline int nat_xmit(struct xdp_md *ctx, struct ethhdr *eth, stru
 		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
 	}
 	*reason = nat_sent_reason(action, reply);
+	iph->check = csum_apply(iph->check, l3);
+	return action;
+}
+
+/*
+ * An ICMP fragmentation-needed to a nat service's VIP about a packet the LB sent to a client
+ * (balance() has checked the type, that the quote holds an option-less IPv4 header and the ports
+ * of a TCP/UDP packet from the VIP, and found the service by the quote's source). If the
+ * connection is live, the error goes to its backend as the backend would get it without us
+ * (LVS does the same, ip_vs_core.c): the quote becomes the packet the backend sent, VIP:vport ->
+ * backend:bport, and in full NAT client:cport -> LB source:lport, the outer destination the
+ * backend, and in full NAT the outer source the LB's address, the only peer that backend knows.
+ * Gateway NAT keeps the outer source, the router that sent the error. Without a live connection
+ * the error stays with the kernel (PASS_NAT_ICMP), as before.
+ *
+ * The connection's state and last-seen time stay as they are: an error is not traffic, and must
+ * not keep a connection alive. The quoted TCP/UDP checksum is left as it is: the quote is often
+ * cut short of the data it covers, so it could not be checked anyway, and receivers do not check
+ * it (Linux's tcp_v4_err/__udp4_lib_err read only the ports and, for TCP, the sequence number).
+ *
+ * Sent and counted like the connection's own packets (nat_xmit(): next hop, MTU rule, TTL, the
+ * TX_NAT / REDIRECT_NAT / PASS_NAT_KERNEL reasons); balance() has counted ICMP_TOO_BIG already.
+ * The per-service and per-backend counters are left alone: they count the connection's traffic.
+ * A function of its own rather than a branch in nat_forward(): there, it changed the register
+ * allocation of the TCP/UDP path (two more spills per packet) and grew the stack by 8 bytes.
+ */
+static __always_inline int nat_icmp_forward(struct xdp_md *ctx, struct ethhdr *eth,
+					    struct iphdr *iph, void *end, int vlan, __u32 *reason)
+{
+	struct icmphdr *ic = (void *)(iph + 1);
+	struct iphdr *q = (void *)(ic + 1);
+	__be16 *qp = (void *)(q + 1);
+	struct bpf_fib_lookup fib = {};
+	struct lb_nat_key key = {};
+	struct lb_nat_entry *e;
+	struct lb_nat_cfg *cfg;
+	__be32 saddr, daddr, qsrc, qdst;
+	__u32 zero = 0, qports, nports;
+	__u64 l3, ic_diff, q_diff, now;
+	__u16 ttl_word, qcheck;
+	int rc, action, full;
+
+	*reason = LB_R_PASS_NAT_ICMP;
+	/* The quote must lie inside the IP packet: the ICMP checksum covers no more. */
+	if ((void *)(qp + 2) > end || (void *)(qp + 2) > (void *)iph + bpf_ntohs(iph->tot_len)) {
+		*reason = LB_R_DROP_MALFORMED;
+		return XDP_DROP;
+	}
+	/* Sent to the address the quoted packet came from; a later fragment quotes no ports. */
+	if (q->saddr != iph->daddr || (q->frag_off & bpf_htons(IP_OFFSET)))
+		return XDP_PASS;
+	key.saddr = q->daddr;
+	key.daddr = q->saddr;
+	key.sport = qp[1];
+	key.dport = qp[0];
+	key.proto = q->protocol;
+	key.dir = LB_NAT_DIR_FWD;
+	e = bpf_map_lookup_elem(&nat_conns, &key);
+	if (!e)
+		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&nat_cfg, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
+	now = bpf_ktime_get_coarse_ns();
+	if (nat_expired(e, cfg, now))
+		return XDP_PASS;
+	if (iph->ttl <= 1) {
+		*reason = LB_R_PASS_NAT_TTL;
+		return XDP_PASS;
+	}
+	full = e->flags & LB_NAT_F_FULL;
+	daddr = e->daddr;
+	saddr = full ? e->saddr : iph->saddr;
+	/* What the backend sent: its address and port to the client's (gateway) or ours (full). */
+	qsrc = e->daddr;
+	qdst = e->saddr;
+	nports = (__u32)e->dport | ((__u32)e->sport << 16);
+
+	/* Asked as nat_xmit() asks for the connection's own packets: the same next hop and MTU rule. */
+	fib.family = AF_INET;
+	fib.tos = iph->tos;
+	fib.tot_len = bpf_ntohs(iph->tot_len);
+	fib.ipv4_src = full ? saddr : 0;
+	fib.ipv4_dst = daddr;
+	fib.ifindex = ctx->ingress_ifindex;
+	rc = nexthop_fib_lookup_at(ctx, &fib, now);
+	if (nat_no_route(rc, reason))
+		return XDP_DROP;
+	action = nat_egress(ctx, &fib, rc, vlan);
+
+	/* The quoted header's own checksum, then ICMP's over every changed word of the quote
+	 * (ICMP has no pseudo header: the outer addresses are not in it). All are 16-bit aligned. */
+	q_diff = csum_diff32(0, q->saddr, qsrc);
+	q_diff = csum_diff32(q_diff, q->daddr, qdst);
+	qcheck = csum_apply(q->check, q_diff);
+	qports = *(__u32 *)qp;
+	ic_diff = csum_diff16(q_diff, q->check, qcheck);
+	ic_diff = csum_diff32(ic_diff, qports, nports);
+	ic->checksum = csum_apply(ic->checksum, ic_diff);
+	q->saddr = qsrc;
+	q->daddr = qdst;
+	q->check = qcheck;
+	*(__u32 *)qp = nports;
+
+	l3 = csum_diff32(0, iph->saddr, saddr);
+	l3 = csum_diff32(l3, iph->daddr, daddr);
+	iph->saddr = saddr;
+	iph->daddr = daddr;
+	if (action != XDP_PASS) {
+		ttl_word = *(__u16 *)&iph->ttl;
+		iph->ttl--;
+		l3 = csum_diff16(l3, ttl_word, *(__u16 *)&iph->ttl);
+		__builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN);
+	}
+	*reason = nat_sent_reason(action, 0);
 	iph->check = csum_apply(iph->check, l3);
 	return action;
 }

@@ -16,7 +16,8 @@
  *  - the flow hash and the ring see each address as its lb_fold6() word, as the control plane's
  *    flowHash() does (src/dataplane/hash.ts), so tests and full-NAT port prediction agree.
  *
- * nat6_forward() takes a packet to a nat service's IPv6 VIP, nat6_reply() a packet from a NAT
+ * nat6_forward() takes a TCP/UDP packet to a nat service's IPv6 VIP, nat6_icmp_forward() a
+ * packet-too-big about one of its connections, nat6_reply() a packet from a NAT
  * backend's IPv6 address (nat_filter hit on lb_filter6(saddr)) that is not to a service; each
  * returns an XDP verdict and sets *reason. The caller (balance6() in balancer.bpf.c) has checked
  * the version and that the payload length fits the frame, and walked the extension headers:
@@ -28,6 +29,7 @@
 
 #include <linux/bpf.h>
 #include <linux/ipv6.h>
+#include <linux/icmpv6.h>
 #include "lb_abi.h"
 #include "parse.h"
 #include "maps.h"
@@ -197,8 +199,107 @@ static __always_inline int nat6_xmit(struct xdp_md *ctx, const struct lb_pkt6 *p
 }
 
 /*
+ * Packet-too-big to a nat service's VIP about a packet the LB sent to a client (quote: VIP:vport
+ * -> client:cport, in both topologies: replies always leave from the VIP). PMTU discovery through
+ * NAT needs it at the backend, which sent the packet; the kernel here knows no such connection and
+ * would drop it. So, as LVS does: the quote becomes what the backend sent (backend:bport ->
+ * client:cport, full NAT: -> LB source:lport), the outer destination the backend and, in full
+ * NAT, the outer source our address, the one peer the backend knows. The connection is the
+ * forward entry of the quote reversed; no live one: left to the kernel (PASS_NAT_ICMP) as before.
+ * The entry is only read: an error is not traffic, so it neither keeps the connection alive nor
+ * changes its state, and the per-service and per-backend counters do not count it.
+ *
+ * balance6() has checked the ICMPv6 header (type 2, code 0), and that a quoted IPv6 header with
+ * TCP or UDP right behind it and the quote's ports are in the frame; the bounds are checked again
+ * here for the verifier. The quoted TCP/UDP checksum is left as it is: a router may cut the
+ * quote before it, and receivers do not verify it (Linux's icmpv6 handlers match the quote to a
+ * socket by addresses and ports only); fixing it would cost a bounds check and two more updates.
+ * The ICMPv6 checksum covers the outer addresses (pseudo header) and every quoted byte: each
+ * changed word enters its incremental update.
+ */
+static __always_inline int nat6_icmp_forward(struct xdp_md *ctx, const struct lb_pkt6 *p, void *end,
+					     __u32 *reason)
+{
+	struct bpf_fib_lookup fib = {};
+	struct lb_nat6_key key = {};
+	struct ipv6hdr *ip6 = p->ip6;
+	struct icmp6hdr *ic = p->l4;
+	struct ipv6hdr *q = (void *)(ic + 1);
+	__be16 *qports = (void *)(q + 1);
+	struct lb_nat6_entry *e;
+	struct lb_nat_cfg *cfg;
+	__u32 zero = 0, ports;
+	__u64 now, acc;
+	int rc, action, full;
+
+	*reason = LB_R_PASS_NAT_ICMP;
+	if ((void *)(ip6 + 1) > end || (void *)(qports + 2) > end)
+		return XDP_PASS;
+	addr6_copy(key.saddr, q->daddr.in6_u.u6_addr32);
+	addr6_copy(key.daddr, q->saddr.in6_u.u6_addr32);
+	key.sport = qports[1];
+	key.dport = qports[0];
+	key.proto = q->nexthdr;
+	key.dir = LB_NAT_DIR_FWD;
+	e = bpf_map_lookup_elem(&nat6_conns, &key);
+	if (!e)
+		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&nat_cfg, &zero);
+	if (!cfg)
+		return XDP_ABORTED;
+	now = bpf_ktime_get_coarse_ns();
+	if (nat6_expired(e, cfg, now))
+		return XDP_PASS;
+	if (ip6->hop_limit <= 1) {
+		*reason = LB_R_PASS_NAT_TTL;
+		return XDP_PASS;
+	}
+
+	/* The same next-hop question as nat6_xmit()'s for this connection's forward packets. */
+	full = e->flags & LB_NAT_F_FULL;
+	fib.family = AF_INET6;
+	fib.flowinfo = *(__be32 *)ip6 & LB_NAT6_TCLASS_MASK;
+	fib.tot_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	if (full)
+		addr6_copy(fib.ipv6_src, e->saddr);
+	addr6_copy(fib.ipv6_dst, e->daddr);
+	fib.ifindex = ctx->ingress_ifindex;
+	rc = nexthop_fib_lookup6_at(ctx, &fib, now);
+	if (nat_no_route(rc, reason))
+		return XDP_DROP;
+	action = nat_egress(ctx, &fib, rc, p->vlan);
+
+	/* Quoted source VIP:vport -> backend:bport; quoted destination -> the entry's source, which
+	 * gateway NAT leaves as it is (client:cport). Outer: destination the backend, and the
+	 * source ours in full NAT only (gateway NAT keeps the router that sent it). */
+	ports = (__u32)e->dport | ((__u32)e->sport << 16);
+	acc = csum_diff128(0, ip6->daddr.in6_u.u6_addr32, e->daddr);
+	acc = csum_diff128(acc, q->saddr.in6_u.u6_addr32, e->daddr);
+	acc = csum_diff128(acc, q->daddr.in6_u.u6_addr32, e->saddr);
+	acc = csum_diff32(acc, *(__u32 *)qports, ports);
+	if (full) {
+		acc = csum_diff128(acc, ip6->saddr.in6_u.u6_addr32, e->saddr);
+		addr6_copy(ip6->saddr.in6_u.u6_addr32, e->saddr);
+	}
+	ic->icmp6_cksum = csum_apply(ic->icmp6_cksum, acc);
+	addr6_copy(ip6->daddr.in6_u.u6_addr32, e->daddr);
+	addr6_copy(q->saddr.in6_u.u6_addr32, e->daddr);
+	addr6_copy(q->daddr.in6_u.u6_addr32, e->saddr);
+	*(__u32 *)qports = ports;
+
+	if (action != XDP_PASS) {
+		ip6->hop_limit--;
+		__builtin_memcpy(p->eth->h_dest, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(p->eth->h_source, fib.smac, ETH_ALEN);
+	}
+	*reason = nat_sent_reason(action, 0);
+	return action;
+}
+
+/*
  * A packet to a nat service's IPv6 VIP: translate toward a backend, record the connection.
- * ICMPv6 about a NAT flow (packet-too-big) is left to the kernel, as nat_forward() does.
+ * p->proto is TCP or UDP: balance6() sends ICMPv6 (packet-too-big about a NAT flow, the one
+ * other protocol it lets through) to nat6_icmp_forward() instead.
  * Inlined, like nat_forward(), to keep the verifier's stack chain short.
  */
 static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_service *svc,
@@ -216,10 +317,6 @@ static __always_inline int nat6_forward(struct xdp_md *ctx, const struct lb_serv
 	__u64 now;
 	long rc;
 
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		*reason = LB_R_PASS_NAT_ICMP;
-		return XDP_PASS;
-	}
 	/*
 	 * A UDP datagram without checksum (l.check NULL) is invalid over IPv6 (RFC 8200, 8.1):
 	 * translating it would hand the backend a datagram its stack drops anyway.

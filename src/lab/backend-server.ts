@@ -8,6 +8,8 @@
  *   {"backend":NAME,"client":ADDR,"clientPort":N,"local":ADDR,"localPort":N}
  * and the same facts in headers `X-Lab-Backend` / `X-Lab-Client` (clientRequests reads those), so a
  * test sees which backend answered and which client address it saw (DSR keeps the real one).
+ * `GET /bytes/N` (N up to 16 MiB) answers N bytes of 'x' instead of the JSON line, same headers:
+ * a body large enough to need full-size segments (the PMTU tests).
  * UDP echo: every datagram comes back unchanged, except `whoami` which gets the JSON line.
  * Listens on :: dual stack (IPv4 clients appear as ::ffff:a.b.c.d and are reported as a.b.c.d), so
  * it answers for IPv4 and IPv6 VIPs on lo too. Logs only start-up and fatal errors; nothing
@@ -64,21 +66,32 @@ function stripMapped(a: string | undefined): string {
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
 
+const MAX_BYTES = 16 * 1024 * 1024;
+
+/** The size a `/bytes/N` path asks for, or undefined for any other path. */
+function bytesAsked(url: string | undefined): number | undefined {
+  const m = /^\/bytes\/(\d{1,8})$/.exec(url ?? '');
+  return m && Number(m[1]) <= MAX_BYTES ? Number(m[1]) : undefined;
+}
+
 function listenHttp(name: string, port: number): Promise<Server> {
   const server = createServer((req, res) => {
     const client = stripMapped(req.socket.remoteAddress);
+    const size = bytesAsked(req.url);
     const body =
-      JSON.stringify({
-        backend: name,
-        client,
-        clientPort: req.socket.remotePort ?? 0,
-        local: stripMapped(req.socket.localAddress),
-        localPort: req.socket.localPort ?? 0,
-      }) + '\n';
+      size !== undefined
+        ? Buffer.alloc(size, 'x')
+        : JSON.stringify({
+            backend: name,
+            client,
+            clientPort: req.socket.remotePort ?? 0,
+            local: stripMapped(req.socket.localAddress),
+            localPort: req.socket.localPort ?? 0,
+          }) + '\n';
     // Drain any request body; we never look at it.
     req.resume();
     res.writeHead(200, {
-      'Content-Type': 'application/json',
+      'Content-Type': size !== undefined ? 'application/octet-stream' : 'application/json',
       'Content-Length': Buffer.byteLength(body),
       'X-Lab-Backend': name,
       'X-Lab-Client': client,

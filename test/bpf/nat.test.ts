@@ -591,16 +591,179 @@ t.test('next-hop cache: NAT answers come from the per-CPU cache for its lifetime
 
 // ---- coexistence ----------------------------------------------------------------------------------
 
-t.test('ICMP about a NAT flow is left to the kernel; DSR services beside NAT ones are unaffected', async (t) => {
-  const reply = ipPacket({ ipv4: { src: '10.0.1.1', dst: CLIENT }, tcp: { srcPort: 80, dstPort: 40001, flags: ['ACK'] } });
+t.test('ICMP not about a live NAT connection is left to the kernel; DSR services beside NAT ones are unaffected', async (t) => {
+  // No connection from client port 40999: nothing to translate.
+  const reply = ipPacket({ ipv4: { src: '10.0.1.1', dst: CLIENT }, tcp: { srcPort: 80, dstPort: 40999, flags: ['ACK'] } });
   const icmp = packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv4: { src: '198.51.100.1', dst: '10.0.1.1' }, icmp: icmpFragNeeded(1400, reply) });
-  runFixture(t, lb, net, { name: 'frag needed about a NAT flow', in: icmp, verdict: 'PASS', reason: 'PASS_NAT_ICMP', out: 'same' });
+  runFixture(t, lb, net, { name: 'frag needed about no NAT connection', in: icmp, verdict: 'PASS', reason: 'PASS_NAT_ICMP', out: 'same' });
 
   const l2 = packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv4: { src: CLIENT, dst: '10.0.0.1' }, tcp: { srcPort: 49000, dstPort: 80 } });
   const want = Buffer.from(l2);
   Buffer.from('020000000101', 'hex').copy(want, 0);
   l2.copy(want, 6, 0, 6);
   runFixture(t, lb, net, { name: 'l2dsr SYN', in: l2, verdict: 'TX', reason: 'TX_L2DSR', out: want });
+});
+
+// ---- ICMP errors about NAT connections (PMTU discovery through NAT) -------------------------------
+
+const ROUTER = '198.51.100.1';
+const MTU = 1000;
+
+/** Where an IPv4 packet starts in a frame from packet() (no VLAN tag). */
+const L3 = 14;
+
+/**
+ * A frag-needed from the router on the client's side about `quoted` (an IPv4 packet the LB sent),
+ * quoting `quoteLength` bytes of it (RFC 792's 28 by default; Linux quotes up to 576).
+ */
+function fragNeeded(quoted: Buffer, dst: string, quoteLength?: number, ttl = 64): Buffer {
+  return packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv4: { src: ROUTER, dst, ttl, id: 0x777 }, icmp: icmpFragNeeded(MTU, quoted, quoteLength) });
+}
+
+/**
+ * The error as the backend must get it, built from scratch: outer source `src`, destination the
+ * backend, TTL one less, the next hop's MACs; the quote is the packet the backend sent (`sent`, its
+ * own header and ports) with the TTL the quoted copy had, and the quoted TCP/UDP checksum as the
+ * router quoted it (the LB leaves that one alone). Every checksum is computed by the builder.
+ */
+function expectedError(sent: PacketSpec, quotedTtl: number, quote: Buffer, src: string, dst: string, via = { smac: net.mac, dmac: net.gwMac }, ttl = 63): Buffer {
+  const inner = ipPacket({ ipv4: { ...sent.ipv4!, ttl: quotedTtl }, ...(sent.tcp ? { tcp: sent.tcp } : {}), ...(sent.udp ? { udp: sent.udp } : {}) });
+  const q = Buffer.from(inner.subarray(0, quote.length));
+  const ck = sent.tcp ? 20 + 16 : 20 + 6;
+  if (quote.length >= ck + 2) quote.copy(q, ck, ck, ck + 2);
+  return packet({ eth: { src: via.smac, dst: via.dmac }, ipv4: { src, dst, ttl, id: 0x777 }, icmp: { type: 3, code: 4, rest: MTU, payload: q } });
+}
+
+/** The quote of an ICMP frame from packet(): the bytes after the outer IPv4 and ICMP headers. */
+const quoteOf = (icmpFrame: Buffer) => icmpFrame.subarray(L3 + 20 + 8);
+
+function icmpChecksumsOk(t: Test, out: Buffer, what: string): void {
+  const p = parsePacket(out);
+  t.equal(p.ipv4?.checksumOk, true, `${what}: outer IPv4 header checksum valid (independent check)`);
+  t.equal(p.icmp?.checksumOk, true, `${what}: ICMP checksum valid (independent check)`);
+  t.equal(p.inner?.ipv4?.checksumOk, true, `${what}: quoted IPv4 header checksum valid (independent check)`);
+  // The same sums once more without the parser: every 16-bit word of each header sums to 0xffff.
+  const ihl = (out[L3]! & 0xf) * 4;
+  const total = out.readUInt16BE(L3 + 2);
+  t.equal(internetChecksum(out.subarray(L3, L3 + ihl)), 0, `${what}: outer header sums to zero`);
+  t.equal(internetChecksum(out.subarray(L3 + ihl, L3 + total)), 0, `${what}: ICMP message sums to zero`);
+  t.equal(internetChecksum(out.subarray(L3 + ihl + 8, L3 + ihl + 28)), 0, `${what}: quoted header sums to zero`);
+}
+
+/** Both entries of a connection, as raw map values: an error must leave them byte for byte. */
+function entriesOf(fwd: NatKey): Buffer[] {
+  const f = lb.maps.nat_conns.lookup(natKey.encode(fwd));
+  if (!f) throw new Error('no forward entry');
+  const e = natEntry.decode(f);
+  const r = lb.maps.nat_conns.lookup(natKey.encode({ saddr: e.daddr, daddr: e.saddr, sport: e.dport, dport: e.sport, proto: fwd.proto, dir: NAT_DIR.reverse }));
+  if (!r) throw new Error('no reverse entry');
+  return [Buffer.from(f), Buffer.from(r)];
+}
+
+const natIcmpCases = [
+  { name: 'gateway NAT, TCP', vip: '10.0.1.1', vport: 80, proto: 'tcp' as const, cport: 40501 },
+  { name: 'full NAT, TCP', vip: '10.0.1.2', vport: 80, proto: 'tcp' as const, cport: 40502 },
+  { name: 'gateway NAT, UDP', vip: '10.0.1.1', vport: 53, proto: 'udp' as const, cport: 40503 },
+  { name: 'full NAT, UDP (backend port 0)', vip: '10.0.1.2', vport: 53, proto: 'udp' as const, cport: 40504 },
+];
+
+for (const c of natIcmpCases) {
+  t.test(`${c.name}: frag-needed about the LB's reply goes to the connection's backend, translated`, async (t) => {
+    const f: Flow = { vip: c.vip, vipPort: c.vport, clientPort: c.cport, proto: c.proto };
+    const be = ringBackend(f);
+    const first = { src: CLIENT, sport: c.cport, dst: c.vip, dport: c.vport };
+    // The connection, made by a real first packet through the program.
+    runFixture(t, lb, net, { name: 'first packet', in: packet(c.proto === 'tcp' ? tcpSpec(first) : udpSpec(first)), verdict: 'TX', reason: 'TX_NAT' });
+    const conn = connOf(c.cport, c.vip)!;
+    t.ok(conn, 'connection made');
+    // The backend's reply, a full-size one, and the LB's translation of it toward the client.
+    const back = { src: be.address, sport: be.port, dst: conn.source, dport: conn.sourcePort };
+    const sent = c.proto === 'tcp' ? tcpSpec(back, ['ACK', 'PSH']) : udpSpec(back, 'x'.repeat(1200));
+    if (sent.tcp) sent.tcp.payload = Buffer.alloc(1400, 0x62);
+    const lbOut = runFixture(t, lb, net, { name: 'backend reply', in: packet(sent), verdict: 'TX', reason: 'TX_NAT_REPLY' });
+    const quoted = lbOut.subarray(L3);
+    t.equal(parsePacket(lbOut).ipv4?.src, c.vip, 'the reply left from the VIP');
+
+    const fk: NatKey = { saddr: CLIENT, daddr: c.vip, sport: c.cport, dport: c.vport, proto: c.proto === 'tcp' ? 6 : 17, dir: NAT_DIR.forward };
+    const entries = entriesOf(fk);
+    const counters = stats(f, be.id);
+    const src = conn.fullNat ? conn.source : ROUTER;
+    for (const len of [28, 576]) {
+      const err = fragNeeded(quoted, c.vip, len);
+      const tooBig = lb.reasons().ICMP_TOO_BIG ?? 0n;
+      const out = runFixture(t, lb, net, {
+        name: `${len}-byte quote`, in: err, verdict: 'TX', reason: 'TX_NAT',
+        out: expectedError(sent, 63, quoteOf(err), src, be.address),
+      });
+      t.equal((lb.reasons().ICMP_TOO_BIG ?? 0n) - tooBig, 1n, `${len}-byte quote: counted as ICMP too-big`);
+      icmpChecksumsOk(t, out, `${len}-byte quote`);
+      const p = parsePacket(out);
+      t.equal(p.icmp?.mtu, MTU, `${len}-byte quote: the MTU field is untouched`);
+      t.match(p.inner, { ipv4: { src: be.address, dst: conn.source } }, `${len}-byte quote: the quote is backend -> ${conn.fullNat ? 'LB source' : 'client'}`);
+      // Read from the bytes: the parser leaves a TCP header cut off after 8 bytes unparsed.
+      const q = quoteOf(out);
+      t.same([q.readUInt16BE(20), q.readUInt16BE(22)], [be.port, conn.sourcePort], `${len}-byte quote: quoted ports ${be.port} -> ${conn.sourcePort}`);
+    }
+    t.same(entriesOf(fk), entries, 'both connection entries unchanged (state, last seen)');
+    const after = stats(f, be.id);
+    t.equal(after.svc.packets, counters.svc.packets, 'service packet counter unchanged: an error is not traffic');
+    t.equal(after.be.packets, counters.be.packets, 'backend packet counter unchanged');
+
+    // A TTL the router could not forward with: the kernel answers it.
+    const ttl1 = fragNeeded(quoted, c.vip, 28, 1);
+    runFixture(t, lb, net, { name: 'TTL 1', in: ttl1, verdict: 'PASS', reason: 'PASS_NAT_TTL', out: 'same' });
+
+    // The quote of another client port: no such connection.
+    const other = Buffer.from(quoted);
+    other.writeUInt16BE(c.cport + 2, 20 + 2);
+    runFixture(t, lb, net, { name: 'another client port', in: fragNeeded(other, c.vip), verdict: 'PASS', reason: 'PASS_NAT_ICMP', out: 'same' });
+
+    // The same error once the connection has expired.
+    age(fk, 400);
+    runFixture(t, lb, net, { name: 'expired connection', in: fragNeeded(quoted, c.vip), verdict: 'PASS', reason: 'PASS_NAT_ICMP', out: 'same' });
+  });
+}
+
+t.test('frag-needed about a NAT connection: cut-off and inconsistent quotes, other egress', async (t) => {
+  const f: Flow = { vip: '10.0.1.1', vipPort: 80, clientPort: 40511 };
+  net.run(lb, packet(tcpSpec({ src: CLIENT, sport: 40511, dst: f.vip, dport: 80 })));
+  const quoted = ipPacket({ ipv4: { src: f.vip, dst: CLIENT, flags: ['DF'] }, tcp: { srcPort: 80, dstPort: 40511, flags: ['ACK'] } });
+  runFixture(t, lb, net, { name: 'control: the quote is translated', in: fragNeeded(quoted, f.vip), verdict: 'TX', reason: 'TX_NAT' });
+  // Cut off inside the ports: balance() drops it as malformed, whatever the service's mode.
+  runFixture(t, lb, net, { name: 'quote cut in the ports', in: fragNeeded(quoted, f.vip, 22), verdict: 'DROP', reason: 'DROP_MALFORMED' });
+  // The ports in the frame but their last byte past the IP packet's length, which the ICMP checksum ends with.
+  const cut = fragNeeded(quoted, f.vip);
+  cut.writeUInt16BE(20 + 8 + 20 + 3, L3 + 2);
+  cut.writeUInt16BE(0, L3 + 10);
+  cut.writeUInt16BE(internetChecksum(cut.subarray(L3, L3 + 20)), L3 + 10);
+  runFixture(t, lb, net, { name: 'quote ports past the total length', in: cut, verdict: 'DROP', reason: 'DROP_MALFORMED' });
+  // Sent to another VIP than the quoted packet's source: not an error about this connection.
+  runFixture(t, lb, net, { name: 'outer destination is not the quoted source', in: fragNeeded(quoted, '10.0.1.2'), verdict: 'PASS', reason: 'PASS_NAT_ICMP', out: 'same' });
+  // Other ICMP types to a NAT VIP are not service traffic, as before.
+  const unreach = packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv4: { src: ROUTER, dst: f.vip }, icmp: { type: 3, code: 3, rest: 0, payload: quoted.subarray(0, 28) } });
+  runFixture(t, lb, net, { name: 'port unreachable', in: unreach, verdict: 'PASS', reason: 'PASS_NOT_SERVICE', out: 'same' });
+
+  // The backend behind the second interface: the error leaves by the devmap, like the connection's packets.
+  net.run(lb, packet(tcpSpec({ src: CLIENT, sport: 40512, dst: '10.0.1.3', dport: 80 })));
+  const q3 = ipPacket({ ipv4: { src: '10.0.1.3', dst: CLIENT, flags: ['DF'], ttl: 63 }, tcp: { srcPort: 80, dstPort: 40512, flags: ['ACK'] } });
+  const sent3: PacketSpec = { ipv4: { src: '10.5.0.1', dst: CLIENT, flags: ['DF'] }, tcp: { srcPort: 8080, dstPort: 40512, flags: ['ACK'] } };
+  const e3 = fragNeeded(q3, '10.0.1.3');
+  const o3 = runFixture(t, lb, net, {
+    name: 'egress on veth2', in: e3, verdict: 'REDIRECT', reason: 'REDIRECT_NAT',
+    out: expectedError(sent3, 63, quoteOf(e3), ROUTER, '10.5.0.1', { smac: OUT2.mac, dmac: OUT2.gwMac }),
+  });
+  icmpChecksumsOk(t, o3, 'redirected');
+  // A backend whose neighbour is unresolved: translated, handed to the kernel, TTL left to it.
+  net.run(lb, packet(tcpSpec({ src: CLIENT, sport: 40513, dst: '10.0.1.5', dport: 80 })));
+  const q5 = ipPacket({ ipv4: { src: '10.0.1.5', dst: CLIENT, flags: ['DF'], ttl: 63 }, tcp: { srcPort: 80, dstPort: 40513, flags: ['ACK'] } });
+  const sent5: PacketSpec = { ipv4: { src: '10.3.0.1', dst: CLIENT, flags: ['DF'] }, tcp: { srcPort: 8080, dstPort: 40513, flags: ['ACK'] } };
+  const e5 = fragNeeded(q5, '10.0.1.5');
+  const o5 = runFixture(t, lb, net, {
+    name: 'neighbour unresolved', in: e5, verdict: 'PASS', reason: 'PASS_NAT_KERNEL',
+    // The kernel forwards it and decrements the TTL itself; the MACs are the ones it came with.
+    out: expectedError(sent5, 63, quoteOf(e5), ROUTER, '10.3.0.1', { smac: ROUTER_MAC, dmac: net.mac }, 64),
+  });
+  icmpChecksumsOk(t, o5, 'to the kernel');
 });
 
 t.test('a full table drops new connections with a counted verdict and keeps the established ones', async (t) => {

@@ -3,7 +3,8 @@
  * reverse rewrites in both topologies (LB as gateway, full NAT), port translation, UDP (with a
  * checksum, without one: invalid over IPv6, and the computed-zero case), replies without a
  * connection, full-NAT66 port allocation under collisions, expiry, TCP states, hop limit, next
- * hops, a full table, and extension headers in front of TCP.
+ * hops, a full table, extension headers in front of TCP, and packet-too-big about a connection
+ * (PMTU discovery through NAT66: sent on to the backend with its quote translated back).
  *
  * Every expected output is built from scratch by src/packet (checksums the slow, obvious way over
  * the IPv6 pseudo header), so an exact byte match proves the data path's incremental updates over
@@ -25,6 +26,7 @@ import {
   parsePacket,
   pseudoHeader,
   type Ipv6ExtSpec,
+  type L3Spec,
   type PacketSpec,
   type TcpFlag,
 } from '../../src/packet/index.js';
@@ -601,13 +603,150 @@ t.test('extension headers before TCP: translated behind them, their bytes unchan
   }), 'full NAT66 SYN with extension headers');
 });
 
+// ---- packet too big about a NAT66 connection (PMTU discovery through the LB) ----------------------
+
+const ROUTER6 = 'fd0f::1';
+
+/** A full-size packet the LB sent a client from the VIP, as a router on the client's side quotes it. */
+function bigReply(vip: string, vport: number, cport: number, proto: 'tcp' | 'udp' = 'tcp'): L3Spec {
+  const payload = Buffer.alloc(1400, 0x62);
+  const ipv6 = { src: vip, dst: CLIENT, hopLimit: 63, trafficClass: 0x28, flowLabel: 0x1234 };
+  if (proto === 'udp') return { ipv6, udp: { srcPort: vport, dstPort: cport, payload } };
+  return { ipv6, tcp: { srcPort: vport, dstPort: cport, flags: ['ACK', 'PSH'], seq: 7, ack: 9, window: 500, payload } };
+}
+
+/** The router's packet-too-big (MTU 1280) about `quoted`, to the quote's source (the VIP). */
+function ptbSpec(quoted: L3Spec, hopLimit = 64, quoteLength?: number): PacketSpec {
+  return {
+    eth: { src: ROUTER_MAC, dst: net.mac },
+    ipv6: { src: ROUTER6, dst: quoted.ipv6!.src, hopLimit },
+    icmpv6: icmpv6PacketTooBig(1280, ipPacket(quoted), quoteLength),
+  };
+}
+
+/** Offset of the quoted TCP/UDP checksum inside the ICMPv6 message's quote. */
+const quoteL4Check = (quoted: L3Spec) => 40 + (quoted.tcp ? 16 : 6);
+
+/**
+ * The error as it must leave, built from scratch: outer source `src`, outer destination the
+ * backend (q.src), the quote the packet the backend sent (tuple q), its TCP/UDP checksum the
+ * original's (the LB leaves it), the ICMPv6 checksum computed anew by the builder.
+ */
+function ptbTranslated(quoted: L3Spec, src: string, q: Hdr, via: { smac: string; dmac: string } = { smac: net.mac, dmac: net.gwMac }): Buffer {
+  const checksum = ipPacket(quoted).readUInt16BE(quoteL4Check(quoted));
+  const l4 = quoted.tcp
+    ? { tcp: { ...quoted.tcp, srcPort: q.sport, dstPort: q.dport, checksum } }
+    : { udp: { ...quoted.udp, srcPort: q.sport, dstPort: q.dport, checksum } };
+  const rewritten = ipPacket({ ipv6: { ...quoted.ipv6, src: q.src, dst: q.dst }, ...l4 });
+  return packet({ eth: { src: via.smac, dst: via.dmac }, ipv6: { src, dst: q.src, hopLimit: 63 }, icmpv6: icmpv6PacketTooBig(1280, rewritten) });
+}
+
+/** Both entries of a connection, as raw bytes: state and last-seen included. */
+function connBytes(fwd: NatKey): Buffer[] {
+  const m = lb.maps.nat6_conns;
+  const fv = m.lookup(nat6Key.encode(fwd));
+  if (!fv) throw new Error('no forward entry');
+  const f = nat6Entry.decode(fv);
+  const rv = m.lookup(nat6Key.encode({ saddr: f.daddr, daddr: f.saddr, sport: f.dport, dport: f.sport, proto: fwd.proto, dir: NAT_DIR.reverse }));
+  if (!rv) throw new Error('no reverse entry');
+  return [Buffer.from(fv), Buffer.from(rv)];
+}
+
+/**
+ * Sends the error about `quoted` and checks what the brief of the feature asks: the exact output,
+ * the verdict and its reason, ICMP_TOO_BIG counted once, the ICMPv6 checksum valid by the
+ * packet parser's own arithmetic, the MTU field and the quoted L4 checksum as they came, and the
+ * connection (both entries, byte for byte) and its counters untouched.
+ */
+function sendPtb(t: Test, name: string, f: Flow, quoted: L3Spec, want: { src: string; q: Hdr; verdict: 'TX' | 'REDIRECT'; reason: string; via?: { smac: string; dmac: string } }): void {
+  const fwd: NatKey = { saddr: CLIENT, daddr: f.vip, sport: f.clientPort, dport: f.vipPort, proto: f.proto === 'udp' ? 17 : 6, dir: NAT_DIR.forward };
+  const entries = connBytes(fwd);
+  const be = ringBackend(f);
+  const counters = stats(f, be.id);
+  const tooBig = lb.reasons().ICMP_TOO_BIG ?? 0n;
+  const out = runFixture(t, lb, net, { name, in: packet(ptbSpec(quoted)), verdict: want.verdict, reason: want.reason, out: ptbTranslated(quoted, want.src, want.q, want.via) });
+  t.equal((lb.reasons().ICMP_TOO_BIG ?? 0n) - tooBig, 1n, `${name}: ICMP_TOO_BIG counted once`);
+  const p = parsePacket(out);
+  t.equal(p.icmpv6?.checksumOk, true, `${name}: ICMPv6 checksum valid (independent check over the new addresses and quote)`);
+  t.equal(p.icmpv6?.mtu, 1280, `${name}: MTU field untouched`);
+  t.match(p.ipv6, { src: want.src, dst: want.q.src, hopLimit: 63 }, `${name}: outer addresses, hop limit one less`);
+  t.match(p.inner?.ipv6, { src: want.q.src, dst: want.q.dst }, `${name}: quoted addresses`);
+  t.match(p.inner?.tcp ?? p.inner?.udp, { srcPort: want.q.sport, dstPort: want.q.dport }, `${name}: quoted ports`);
+  const qoff = out.length - (1280 - 48) + quoteL4Check(quoted);
+  t.equal(out.readUInt16BE(qoff), ipPacket(quoted).readUInt16BE(quoteL4Check(quoted)), `${name}: quoted ${quoted.tcp ? 'TCP' : 'UDP'} checksum left as it was`);
+  t.same(connBytes(fwd), entries, `${name}: both connection entries unchanged (state, last seen)`);
+  const after = stats(f, be.id);
+  t.equal(after.svc.packets, counters.svc.packets, `${name}: not counted as the service's traffic`);
+  t.equal(after.be.packets, counters.be.packets, `${name}: nor as the backend's`);
+}
+
+t.test('packet too big about a gateway NAT66 connection goes to its backend, quote rewritten to what the backend sent', async (t) => {
+  const f: Flow = { vip: 'fd00:1::1', vipPort: 80, clientPort: 52000 };
+  const be = ringBackend(f);
+  runFixture(t, lb, net, { name: 'SYN', in: packet(tcpSpec({ src: CLIENT, sport: 52000, dst: f.vip, dport: 80 })), verdict: 'TX', reason: 'TX_NAT' });
+  runFixture(t, lb, net, { name: 'SYN-ACK', in: packet(tcpSpec({ src: be.address, sport: 8080, dst: CLIENT, dport: 52000 }, ['SYN', 'ACK'])), verdict: 'TX', reason: 'TX_NAT_REPLY' });
+  // Gateway NAT: the router stays the outer source; the quote's destination is the client already.
+  sendPtb(t, 'TCP', f, bigReply(f.vip, 80, 52000), { src: ROUTER6, q: { src: be.address, sport: 8080, dst: CLIENT, dport: 52000 }, verdict: 'TX', reason: 'TX_NAT' });
+  t.equal(connOf(52000, f.vip)?.state, 'tcpEstablished', 'still established');
+
+  const u: Flow = { vip: 'fd00:1::1', vipPort: 53, clientPort: 52001, proto: 'udp' };
+  const ub = ringBackend(u);
+  runFixture(t, lb, net, { name: 'UDP query', in: packet(udpSpec({ src: CLIENT, sport: 52001, dst: u.vip, dport: 53 })), verdict: 'TX', reason: 'TX_NAT' });
+  sendPtb(t, 'UDP', u, bigReply(u.vip, 53, 52001, 'udp'), { src: ROUTER6, q: { src: ub.address, sport: 5353, dst: CLIENT, dport: 52001 }, verdict: 'TX', reason: 'TX_NAT' });
+
+  // A backend behind the second interface: the error leaves where the connection's packets do.
+  const r: Flow = { vip: 'fd00:1::3', vipPort: 80, clientPort: 52003 };
+  runFixture(t, lb, net, { name: 'SYN via veth2', in: packet(tcpSpec({ src: CLIENT, sport: 52003, dst: r.vip, dport: 80 })), verdict: 'REDIRECT', reason: 'REDIRECT_NAT' });
+  sendPtb(t, 'redirected', r, bigReply(r.vip, 80, 52003), { src: ROUTER6, q: { src: 'fd05::1', sport: 8080, dst: CLIENT, dport: 52003 }, verdict: 'REDIRECT', reason: 'REDIRECT_NAT', via: { smac: OUT2.mac, dmac: OUT2.gwMac } });
+});
+
+t.test('packet too big about a full NAT66 connection: from the LB\'s address, quote back to the LB\'s source and port', async (t) => {
+  const f: Flow = { vip: 'fd00:1::2', vipPort: 80, clientPort: 52002 };
+  const be = ringBackend(f);
+  const fc = fullNatFirstChoice(tuple(f), SEED, { sources: SOURCES, portMin: PORT_MIN, portMax: PORT_MAX });
+  runFixture(t, lb, net, { name: 'SYN', in: packet(tcpSpec({ src: CLIENT, sport: 52002, dst: f.vip, dport: 80 })), verdict: 'TX', reason: 'TX_NAT', out: translated(tcpSpec({ src: CLIENT, sport: 52002, dst: f.vip, dport: 80 }), { src: fc.source, sport: fc.port, dst: be.address, dport: 8080 }) });
+  sendPtb(t, 'TCP', f, bigReply(f.vip, 80, 52002), { src: fc.source, q: { src: be.address, sport: 8080, dst: fc.source, dport: fc.port }, verdict: 'TX', reason: 'TX_NAT' });
+  t.equal(connOf(52002, f.vip)?.state, 'tcpNew', 'still new: an error is not an answer');
+
+  const u: Flow = { vip: 'fd00:1::2', vipPort: 53, clientPort: 52004, proto: 'udp' };
+  const ub = ringBackend(u);
+  const uc = fullNatFirstChoice(tuple(u), SEED, { sources: SOURCES, portMin: PORT_MIN, portMax: PORT_MAX });
+  runFixture(t, lb, net, { name: 'UDP query', in: packet(udpSpec({ src: CLIENT, sport: 52004, dst: u.vip, dport: 53 })), verdict: 'TX', reason: 'TX_NAT' });
+  sendPtb(t, 'UDP', u, bigReply(u.vip, 53, 52004, 'udp'), { src: uc.source, q: { src: ub.address, sport: 53, dst: uc.source, dport: uc.port }, verdict: 'TX', reason: 'TX_NAT' });
+});
+
+t.test('packet too big without a live connection of its quote, or that cannot be forwarded, is not translated', async (t) => {
+  const same = (name: string, spec: PacketSpec, verdict: 'PASS' | 'DROP', reason: string) => {
+    const tooBig = lb.reasons().ICMP_TOO_BIG ?? 0n;
+    runFixture(t, lb, net, { name, in: packet(spec), verdict, reason, ...(verdict === 'PASS' ? { out: 'same' as const } : {}) });
+    return (lb.reasons().ICMP_TOO_BIG ?? 0n) - tooBig;
+  };
+  // 52000 (gateway, TCP) and 52001 (gateway, UDP) are live from the test above.
+  same('no connection', ptbSpec(bigReply('fd00:1::1', 80, 52999)), 'PASS', 'PASS_NAT_ICMP');
+  same('quote of another client port', ptbSpec(bigReply('fd00:1::1', 80, 52005)), 'PASS', 'PASS_NAT_ICMP');
+  same('TCP quote about the UDP connection\'s ports (no TCP service on 53)', ptbSpec(bigReply('fd00:1::1', 53, 52001)), 'PASS', 'PASS_NOT_SERVICE');
+  same('UDP quote about the TCP connection\'s ports (no UDP service on 80)', ptbSpec(bigReply('fd00:1::1', 80, 52000, 'udp')), 'PASS', 'PASS_NOT_SERVICE');
+  const other = bigReply('fd00:1::1', 80, 52000);
+  other.ipv6!.dst = '2001:db8:1::11';
+  same('quote of another client address', ptbSpec(other), 'PASS', 'PASS_NAT_ICMP');
+  same('hop limit 1', ptbSpec(bigReply('fd00:1::1', 80, 52000), 1), 'PASS', 'PASS_NAT_TTL');
+  t.equal(same('quote cut inside the ports', ptbSpec(bigReply('fd00:1::1', 80, 52000), 64, 42), 'DROP', 'DROP_MALFORMED'), 0n, 'a truncated quote: dropped as balance6() drops it, not counted as too-big');
+
+  const e: Flow = { vip: 'fd00:1::1', vipPort: 80, clientPort: 52010 };
+  runFixture(t, lb, net, { name: 'SYN', in: packet(tcpSpec({ src: CLIENT, sport: 52010, dst: e.vip, dport: 80 })), verdict: 'TX', reason: 'TX_NAT' });
+  age({ saddr: CLIENT, daddr: e.vip, sport: 52010, dport: 80, proto: 6, dir: NAT_DIR.forward }, 400);
+  same('expired connection', ptbSpec(bigReply(e.vip, 80, 52010)), 'PASS', 'PASS_NAT_ICMP');
+
+  const ping = packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv6: { src: ROUTER6, dst: 'fd00:1::1' }, icmpv6: { type: 128 } });
+  runFixture(t, lb, net, { name: 'other ICMPv6 to a NAT66 VIP (echo request)', in: ping, verdict: 'PASS', reason: 'PASS_NOT_SERVICE', out: 'same' });
+  const unreach = packet(ptbSpec(bigReply('fd00:1::1', 80, 52000)));
+  unreach[14 + 40] = 1; // destination unreachable, same quote: not a too-big, not translated
+  runFixture(t, lb, net, { name: 'destination unreachable about a live connection', in: unreach, verdict: 'PASS', reason: 'PASS_NOT_SERVICE', out: 'same' });
+});
+
 // ---- coexistence ----------------------------------------------------------------------------------
 
-t.test('ICMPv6 about a NAT66 flow is left to the kernel; IPv4 and IPv6 connections live in their own tables', async (t) => {
-  const reply = ipPacket({ ipv6: { src: 'fd00:1::1', dst: CLIENT }, tcp: { srcPort: 80, dstPort: 40001, flags: ['ACK'] } });
-  const ptb = packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv6: { src: 'fd0f::1', dst: 'fd00:1::1' }, icmpv6: icmpv6PacketTooBig(1400, reply) });
-  runFixture(t, lb, net, { name: 'packet too big about a NAT66 flow', in: ptb, verdict: 'PASS', reason: 'PASS_NAT_ICMP', out: 'same' });
-
+t.test('IPv4 and IPv6 connections live in their own tables', async (t) => {
   const v4 = count4();
   const v6 = count6();
   runFixture(t, lb, net, { name: 'IPv4 NAT SYN', in: packet({ eth: { src: ROUTER_MAC, dst: net.mac }, ipv4: { src: '192.0.2.10', dst: '10.0.1.1' }, tcp: { srcPort: 49100, dstPort: 80 } }), verdict: 'TX', reason: 'TX_NAT' });
