@@ -12,9 +12,9 @@
  * completes only if the balancer hands that error to the connection's backend, translated.
  */
 import t from 'tap';
-import { clientRequests, exec, segmentOf, udpRequests, type Lab, type LabBalancer } from '../../src/lab/index.js';
+import { clientRequests, udpRequests, type Lab, type LabBalancer } from '../../src/lab/index.js';
 import { SWEEP_GRACE_NS } from '../../src/dataplane/nat.js';
-import { assertSpread, moved, nstat, startLab, stopLab } from './helpers.js';
+import { assertSpread, checkPmtuThroughNat, moved, nstat, startLab, stopLab } from './helpers.js';
 
 const PREFIX = 'xnat-';
 let lab: Lab;
@@ -89,32 +89,5 @@ t.test('the connection table lists the connections; the sweeper returns them (an
 });
 
 t.test('PMTU discovery through NAT: the router\'s frag-needed reaches the backend, a 200 KB download completes', async (t) => {
-  const MTU = 1000;
-  const SIZE = 200_000;
-  const routerIf = segmentOf(lab.topology, 'client').routerIf;
-  // Only the router's leg: the client keeps 1500 and advertises an MSS the backends' replies fill.
-  await exec(lab.router, ['ip', 'link', 'set', 'dev', routerIf, 'mtu', String(MTU)]);
-  t.teardown(async () => {
-    await exec(lab.router, ['ip', 'link', 'set', 'dev', routerIf, 'mtu', '1500']);
-  });
-  for (const topo of topologies) {
-    const before = bal.lb.reasons();
-    const r = await exec(
-      lab.client,
-      ['curl', '-s', '-o', '/dev/null', '--max-time', '10', '-w', '%{http_code} %{size_download} %header{x-lab-backend}', `http://${topo.vip}/bytes/${SIZE}`],
-      { timeoutMs: 15_000, allowFail: true },
-    );
-    const [code, size, name] = r.stdout.trim().split(' ');
-    t.equal(`${code} ${size}`, `200 ${SIZE}`, `${topo.name}: ${SIZE} bytes through a ${MTU}-byte link within 10 s (curl exit ${r.status})`);
-    const after = bal.lb.reasons();
-    t.ok(moved(before, after, ['ICMP_TOO_BIG']) >= 1n, `${topo.name}: the router's frag-needed reached the balancer (ICMP_TOO_BIG +${moved(before, after, ['ICMP_TOO_BIG'])})`);
-    // Counted as too-big first, then by what became of it: any of these would mean not translated.
-    t.equal(moved(before, after, ['PASS_NAT_ICMP', 'PASS_NAT_TTL', 'DROP_MALFORMED', 'DROP_NAT_NO_ROUTE', 'DROP_NAT_MTU']), 0n, `${topo.name}: every one translated (none left to the kernel or dropped)`);
-    const be = lab.backends.find((b) => b.name === name);
-    t.ok(be && be.segment === topo.segment, `${topo.name}: served by ${name}, a ${topo.segment} backend`);
-    if (!be) continue;
-    // The backend's route cache holds the learnt MTU toward the peer it knows: the client, or the LB.
-    const route = await exec(be.ns, ['ip', 'route', 'get', topo.seen()]);
-    t.match(route.stdout, new RegExp(`\\bmtu ${MTU}\\b`), `${topo.name}: ${name} learnt mtu ${MTU} toward ${topo.seen()} (${route.stdout.trim().replace(/\s+/g, ' ')})`);
-  }
+  await checkPmtuThroughNat(t, lab, bal, topologies, 4, 1000);
 });
